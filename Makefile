@@ -1,0 +1,54 @@
+# berth — see README.md. Everything runs as root on Linux.
+GO        ?= go
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null | sed 's/^v//' | grep -E '^[0-9]+\.' || echo 0.0.0-dev)
+LDFLAGS   := -X github.com/berthcri/berth/internal/version.Version=$(VERSION)
+GOFLAGS_B := -tags seccomp -trimpath -ldflags "$(LDFLAGS)"
+PREFIX    ?= /usr/local
+TOOLS     ?= $(HOME)/.cache/berth/tools
+CNI_BIN   ?= /opt/cni/bin
+
+.PHONY: all build install run deps test unit integration critest fuzz bench lint clean
+
+all: build
+
+build:
+	CGO_ENABLED=1 $(GO) build $(GOFLAGS_B) -o bin/berthd ./cmd/berthd
+
+deps:
+	hack/install-deps.sh
+
+# install writes the new binary next to the old one and renames it over: a running berthd keeps its file.
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/etc/berth/berth.d
+	install -m 0755 bin/berthd $(DESTDIR)$(PREFIX)/bin/.berthd.new
+	mv -f $(DESTDIR)$(PREFIX)/bin/.berthd.new $(DESTDIR)$(PREFIX)/bin/berthd
+	[ -e $(DESTDIR)/etc/berth/berth.toml ] || install -m 0644 deploy/berth.toml $(DESTDIR)/etc/berth/berth.toml
+
+# run: install what berthd needs on this host, then serve in the foreground with the default config.
+run: deps install
+	hack/install-cni.sh "$(CNI_BIN)" /etc/cni/net.d
+	$(PREFIX)/bin/berthd
+
+test: deps lint unit integration fuzz critest
+
+unit:
+	$(GO) test -race -count=1 ./...
+
+integration: build
+	$(GO) test -race -count=1 -tags integration ./cmd/berthd/
+
+critest:
+	hack/critest.sh
+
+fuzz:
+	hack/fuzz.sh
+
+bench:
+	hack/bench/run.sh
+
+lint:
+	$(GO) vet -tags seccomp ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+clean:
+	rm -rf bin _output

@@ -1,0 +1,251 @@
+//go:build integration
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+var berthdBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "berthd-bin")
+	if err != nil {
+		panic(err)
+	}
+	berthdBin = filepath.Join(dir, "berthd")
+	build := exec.Command("go", "build", "-tags", "seccomp", "-o", berthdBin, ".")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		panic(fmt.Sprintf("build berthd: %v", err))
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// daemon is a real berthd on temporary dirs and socket.
+type daemon struct {
+	dir, config, socket string
+	cmd                 *exec.Cmd
+	log                 *bytes.Buffer
+}
+
+func newDaemon(t *testing.T, extraConfig string) *daemon {
+	t.Helper()
+	dir := t.TempDir()
+	d := &daemon{dir: dir, config: filepath.Join(dir, "berth.toml"), socket: filepath.Join(dir, "berth.sock")}
+	conf := fmt.Sprintf("root_dir = %q\nstate_dir = %q\nlisten = %q\n[cni]\nconf_dir = %q\n%s", filepath.Join(dir, "root"),
+		filepath.Join(dir, "state"), d.socket, filepath.Join(dir, "net.d"), extraConfig)
+	if err := os.WriteFile(d.config, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func (d *daemon) start(t *testing.T) {
+	t.Helper()
+	d.log = &bytes.Buffer{}
+	d.cmd = exec.Command(berthdBin, "--config", d.config)
+	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.stop(t) })
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := net.Dial("unix", d.socket); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("berthd did not listen on %s:\n%s", d.socket, d.log)
+}
+
+func (d *daemon) stop(t *testing.T) {
+	if d.cmd == nil || d.cmd.ProcessState != nil {
+		return
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- d.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("berthd exited with %v after SIGTERM:\n%s", err, d.log)
+		}
+	case <-time.After(15 * time.Second):
+		d.cmd.Process.Kill()
+		t.Errorf("berthd did not exit after SIGTERM")
+	}
+}
+
+func (d *daemon) clients(t *testing.T) (runtimeapi.RuntimeServiceClient, runtimeapi.ImageServiceClient) {
+	t.Helper()
+	conn, err := grpc.NewClient("unix://"+d.socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return runtimeapi.NewRuntimeServiceClient(conn), runtimeapi.NewImageServiceClient(conn)
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+func TestRuntimeInfo(t *testing.T) {
+	d := newDaemon(t, "")
+	d.start(t)
+	rt, _ := d.clients(t)
+
+	v, err := rt.Version(ctx(t), &runtimeapi.VersionRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.RuntimeName != "berth" || v.RuntimeApiVersion != "v1" || v.RuntimeVersion == "" {
+		t.Errorf("version = %+v", v)
+	}
+
+	st, err := rt.Status(ctx(t), &runtimeapi.StatusRequest{Verbose: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conds := map[string]*runtimeapi.RuntimeCondition{}
+	for _, c := range st.Status.Conditions {
+		conds[c.Type] = c
+	}
+	if !conds[runtimeapi.RuntimeReady].GetStatus() {
+		t.Errorf("RuntimeReady = %+v", conds[runtimeapi.RuntimeReady])
+	}
+	net := conds[runtimeapi.NetworkReady]
+	if net.GetStatus() || !strings.Contains(net.GetMessage(), "no network config found in "+filepath.Join(d.dir, "net.d")) {
+		t.Errorf("NetworkReady without CNI config = %+v", net)
+	}
+	if !strings.Contains(st.Info["config"], d.socket) {
+		t.Errorf("verbose info lacks the effective config: %v", st.Info)
+	}
+
+	rc, err := rt.RuntimeConfig(ctx(t), &runtimeapi.RuntimeConfigRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rc.GetLinux().GetCgroupDriver() != runtimeapi.CgroupDriver_CGROUPFS {
+		t.Errorf("cgroup driver = %v on a host without systemd", rc.GetLinux().GetCgroupDriver())
+	}
+
+	_, err = rt.UpdateRuntimeConfig(ctx(t), &runtimeapi.UpdateRuntimeConfigRequest{RuntimeConfig: &runtimeapi.RuntimeConfig{
+		NetworkConfig: &runtimeapi.NetworkConfig{PodCidr: "not-a-cidr"}}})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "pod_cidr") {
+		t.Errorf("UpdateRuntimeConfig(bad cidr) = %v", err)
+	}
+}
+
+func TestNetworkReadyWithConfig(t *testing.T) {
+	d := newDaemon(t, "")
+	bin := filepath.Join(d.dir, "cni-bin")
+	os.MkdirAll(filepath.Join(d.dir, "net.d"), 0o755)
+	os.MkdirAll(bin, 0o755)
+	os.WriteFile(filepath.Join(d.dir, "net.d", "10-test.conflist"),
+		[]byte(`{"cniVersion":"1.0.0","name":"t","plugins":[{"type":"bridge"}]}`), 0o644)
+	os.WriteFile(d.config, append(must(os.ReadFile(d.config)), []byte(fmt.Sprintf("bin_dirs = [%q]\n", bin))...), 0o644)
+	d.start(t)
+	rt, _ := d.clients(t)
+	netReady := func() *runtimeapi.RuntimeCondition {
+		st, err := rt.Status(ctx(t), &runtimeapi.StatusRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Status.Conditions[1]
+	}
+	if c := netReady(); c.Status || !strings.Contains(c.Message, "10-test.conflist: plugin 'bridge' not found in "+bin) {
+		t.Errorf("NetworkReady with a missing plugin = %+v", c)
+	}
+	os.WriteFile(filepath.Join(bin, "bridge"), []byte("#!/bin/sh\n"), 0o755)
+	if c := netReady(); !c.Status {
+		t.Errorf("NetworkReady with config and plugin = %+v", c)
+	}
+}
+
+func TestSecondInstanceRefused(t *testing.T) {
+	d := newDaemon(t, "")
+	d.start(t)
+	other := filepath.Join(d.dir, "other.sock")
+	out, err := exec.Command(berthdBin, "--config", d.config, "--listen", other).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "another berthd") || !strings.Contains(string(out), "state dir") {
+		t.Errorf("second berthd on the same state dir: err=%v out=%s", err, out)
+	}
+}
+
+func TestSocketInUseRefused(t *testing.T) {
+	d := newDaemon(t, "")
+	d.start(t)
+	// Another state dir, same socket: the live socket must not be stolen.
+	out, err := exec.Command(berthdBin, "--config", d.config, "--state", filepath.Join(d.dir, "state2")).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "another process is serving on it") {
+		t.Errorf("berthd on a live socket: err=%v out=%s", err, out)
+	}
+}
+
+func TestStaleSocketRemoved(t *testing.T) {
+	d := newDaemon(t, "")
+	l, err := net.Listen("unix", d.socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	l.Close() // the file stays, nothing answers
+	d.start(t)
+	fi, err := os.Stat(d.socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o660 {
+		t.Errorf("socket mode = %v, want 0660", fi.Mode().Perm())
+	}
+}
+
+func TestBadConfigExits(t *testing.T) {
+	cases := map[string]struct{ conf, want string }{
+		"unknown key": {"bogus_key = 1\n", "bogus_key"},
+		"bad driver":  {"cgroup_driver = \"nope\"\n", "cgroup_driver"},
+		"bad mirror":  {"[registry.hosts.\"registry.k8s.io\"]\nmirrors = [\"127.0.0.1:5000\"]\n", "mirrors"},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			conf := filepath.Join(dir, "berth.toml")
+			os.WriteFile(conf, []byte(tc.conf), 0o644)
+			out, err := exec.Command(berthdBin, "--config", conf, "--root", dir+"/r", "--state", dir+"/s", "--listen", dir+"/s.sock").CombinedOutput()
+			if err == nil || !strings.Contains(string(out), tc.want) || !strings.Contains(string(out), conf) {
+				t.Errorf("err=%v out=%s; want a message naming %s and %q", err, out, conf, tc.want)
+			}
+		})
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}

@@ -1,0 +1,192 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berthcri/berth/cni"
+	"github.com/berthcri/berth/cri"
+	"github.com/berthcri/berth/internal/config"
+	"github.com/berthcri/berth/internal/version"
+)
+
+func serve(cfg config.Config) error {
+	log := newLogger(cfg.Log)
+	slog.SetDefault(log)
+
+	for _, dir := range []string{cfg.RootDir, cfg.StateDir, filepath.Dir(cfg.Listen)} {
+		if err := os.MkdirAll(dir, 0o711); err != nil {
+			return fmt.Errorf("create %s: %w", dir, err)
+		}
+	}
+	unlock, err := lockStateDir(cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	driver := cgroupDriver(cfg.CgroupDriver)
+	metrics := cri.NewMetrics()
+	interceptor := cri.NewInterceptor(log, metrics)
+	srv := grpc.NewServer(interceptor.ServerOptions()...)
+	runtimeapi.RegisterRuntimeServiceServer(srv, cri.NewRuntimeServer(cri.RuntimeOptions{
+		CgroupDriver: driver,
+		NetworkStatus: func() error {
+			_, err := cni.Load(cfg.CNI.ConfDir, cfg.CNI.BinDirs)
+			return err
+		},
+		Config: cfg,
+	}))
+	runtimeapi.RegisterImageServiceServer(srv, &runtimeapi.UnimplementedImageServiceServer{})
+
+	lis, err := listenSocket(cfg.Listen)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(cfg.Listen)
+
+	if cfg.Metrics.Address != "" {
+		stop, err := serveMetrics(cfg.Metrics, metrics, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(lis) }()
+	log.Info("berthd serving", "version", version.Version, "socket", cfg.Listen, "root", cfg.RootDir,
+		"state", cfg.StateDir, "cgroupDriver", driver)
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	select {
+	case sig := <-sigs:
+		log.Info("shutting down: finishing in-flight calls", "signal", sig.String(), "timeout", cfg.ShutdownTimeout.Duration)
+		gracefulStop(srv, cfg.ShutdownTimeout.Duration)
+		return nil
+	case err := <-serveErr:
+		return fmt.Errorf("serve %s: %w", cfg.Listen, err)
+	}
+}
+
+// gracefulStop stops taking calls and waits for in-flight ones, at most timeout. Workloads are never touched.
+func gracefulStop(srv *grpc.Server, timeout time.Duration) {
+	done := make(chan struct{})
+	go func() { srv.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		srv.Stop()
+	}
+}
+
+func newLogger(c config.LogConfig) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.Level)) // validated at load
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+// lockStateDir takes an exclusive lock so that two daemons never share one state dir.
+func lockStateDir(dir string) (unlock func(), err error) {
+	path := filepath.Join(dir, "berthd.lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open lock file: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		owner, _ := os.ReadFile(path)
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("another berthd (pid %s) is running on state dir %s (lock %s held)",
+				strings.TrimSpace(string(owner)), dir, path)
+		}
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	if err := f.Truncate(0); err == nil {
+		f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	return func() { f.Close() }, nil
+}
+
+// listenSocket listens on the CRI socket, removing a stale socket file only when nothing answers on it.
+func listenSocket(path string) (net.Listener, error) {
+	if _, err := os.Lstat(path); err == nil {
+		conn, err := net.DialTimeout("unix", path, time.Second)
+		if err == nil {
+			conn.Close()
+			return nil, fmt.Errorf("socket %s: another process is serving on it", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("remove stale socket %s: %w", path, err)
+		}
+	}
+	lis, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o660); err != nil {
+		lis.Close()
+		return nil, fmt.Errorf("chmod %s: %w", path, err)
+	}
+	return lis, nil
+}
+
+// cgroupDriver resolves "auto": systemd only when systemd is PID 1, as the kubelet expects.
+func cgroupDriver(configured string) string {
+	if configured != "auto" {
+		return configured
+	}
+	if comm, err := os.ReadFile("/proc/1/comm"); err == nil && strings.TrimSpace(string(comm)) == "systemd" {
+		return "systemd"
+	}
+	return "cgroupfs"
+}
+
+func serveMetrics(c config.MetricsConfig, m *cri.Metrics, log *slog.Logger) (stop func(), err error) {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", m.Handler())
+	if c.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	lis, err := net.Listen("tcp", c.Address)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: listen on %s: %w", c.Address, err)
+	}
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := hs.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server stopped", "err", err)
+		}
+	}()
+	log.Info("metrics serving", "address", lis.Addr().String(), "pprof", c.Pprof)
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		hs.Shutdown(ctx)
+	}, nil
+}

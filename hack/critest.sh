@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Runs critest (the CRI validation suite) against a fresh berthd on temporary dirs and socket, with images from the
+# loopback test-bed registry ("mirror mode": berthd maps the public registry hosts to it, fail-closed).
+# Extra arguments go to critest, e.g. hack/critest.sh -ginkgo.focus='Runtime info' -ginkgo.seed=42
+# Reports (critest.log, report.json, junit.xml, berthd.log) are kept in $BERTH_CRITEST_OUT (default _output/critest).
+# The last line is "critest: N passed, N failed, N skipped"; the exit code is non-zero when a spec failed or the run
+# left something behind.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+out=${BERTH_CRITEST_OUT:-$root/_output/critest}
+mkdir -p "$out"
+rm -f "$out"/{critest.log,report.json,junit.xml,berthd.log}
+
+tools=$(hack/tools.sh)
+make --no-print-directory build >/dev/null
+work=$(mktemp -d /tmp/berth-critest.XXXXXX)
+sock=$work/berth.sock
+berthd_pid=
+result=
+
+shm_before=$(hack/leaks.sh shm)
+cleanup() {
+  local rc=$?
+  if [ -n "$berthd_pid" ] && kill -0 "$berthd_pid" 2>/dev/null; then
+    kill -TERM "$berthd_pid"; wait "$berthd_pid" 2>/dev/null || true
+  fi
+  hack/testbed.sh stop >/dev/null 2>&1 || true
+  hack/leaks.sh clean "$work" "$shm_before" || rc=1
+  rm -rf "$work" /tmp/cri-test* 2>/dev/null || true
+  [ -n "$result" ] && echo "$result"
+  exit $rc
+}
+trap cleanup EXIT
+
+hack/testbed.sh start >"$out/testbed.log" 2>&1 || { cat "$out/testbed.log" >&2; exit 1; }
+
+mkdir -p "$work/etc/berth.d" "$work/net.d"
+cat >"$work/etc/berth.toml" <<TOML
+root_dir = "$work/root"
+state_dir = "$work/state"
+listen = "$sock"
+[log]
+level = "debug"
+[cni]
+conf_dir = "$work/net.d"
+bin_dirs = ["$tools/cni"]
+TOML
+hack/testbed.sh mirrors-toml >"$work/etc/berth.d/10-mirrors.toml"
+# The test network: a bridge of berth's own on a private subnet no one else here uses.
+cat >"$work/net.d/10-berth-test.conflist" <<'JSON'
+{
+  "cniVersion": "1.0.0",
+  "name": "berth-test",
+  "plugins": [
+    {"type": "bridge", "bridge": "berth-test0", "isGateway": true, "ipMasq": false, "hairpinMode": true,
+     "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.89.0.0/24"}]], "routes": [{"dst": "0.0.0.0/0"}]}},
+    {"type": "portmap", "capabilities": {"portMappings": true}},
+    {"type": "loopback"}
+  ]
+}
+JSON
+
+bin/berthd --config "$work/etc/berth.toml" >"$out/berthd.log" 2>&1 &
+berthd_pid=$!
+for _ in $(seq 100); do
+  "$tools/bin/crictl" --runtime-endpoint "unix://$sock" --timeout 2s version >/dev/null 2>&1 && break
+  kill -0 "$berthd_pid" 2>/dev/null || { echo "berthd exited at start:" >&2; cat "$out/berthd.log" >&2; exit 1; }
+  sleep 0.2
+done
+
+skip=$(sed -e '/^[[:space:]]*#/d' -e '/^[[:space:]]*$/d' -e 's/[[:space:]]*#.*$//' hack/critest-skips.txt |
+  sed 's/.*/(?:&)/' | paste -sd'|' -)
+set +e
+"$tools/bin/critest" -runtime-endpoint "unix://$sock" -image-endpoint "unix://$sock" \
+  -ginkgo.skip "$skip" -ginkgo.no-color -ginkgo.timeout 60m \
+  -ginkgo.json-report "$out/report.json" -ginkgo.junit-report "$out/junit.xml" "$@" >"$out/critest.log" 2>&1
+rc=$?
+set -e
+grep -E '^(\[FAIL\]|Ran [0-9]+ of|(SUCCESS|FAIL)! --)' "$out/critest.log" >&2 || tail -20 "$out/critest.log" >&2
+summary=$(grep -E '(SUCCESS|FAIL)! -- ' "$out/critest.log" | tail -1)
+passed=$(sed -nE 's/.* ([0-9]+) Passed.*/\1/p' <<<"$summary")
+failed=$(sed -nE 's/.* ([0-9]+) Failed.*/\1/p' <<<"$summary")
+skipped=$(sed -nE 's/.* ([0-9]+) Skipped.*/\1/p' <<<"$summary")
+result="critest: ${passed:-0} passed, ${failed:-0} failed, ${skipped:-0} skipped"
+[ "$rc" -eq 0 ] && [ -n "$summary" ]
