@@ -63,7 +63,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if sub == "config" {
-		out, err := cfg.TOML()
+		out, err := cfg.Redacted().TOML()
 		if err != nil {
 			fmt.Fprintf(stderr, "berthd: %v\n", err)
 			return 1

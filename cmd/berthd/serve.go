@@ -51,7 +51,7 @@ func serve(cfg config.Config) error {
 			_, err := cni.Load(cfg.CNI.ConfDir, cfg.CNI.BinDirs)
 			return err
 		},
-		Config: cfg,
+		Config: cfg.Redacted(),
 	}))
 	runtimeapi.RegisterImageServiceServer(srv, &runtimeapi.UnimplementedImageServiceServer{})
 

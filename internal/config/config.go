@@ -1,0 +1,247 @@
+// Package config loads berthd's TOML configuration: defaults, then the main file, then drop-ins in lexical order.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/berthcri/berth/internal/errdefs"
+)
+
+// Default locations of the main file and the drop-in directory.
+const (
+	DefaultFile      = "/etc/berth/berth.toml"
+	DefaultDropInDir = "/etc/berth/berth.d"
+)
+
+// Config is berthd's configuration. README-config.md documents every key.
+type Config struct {
+	RootDir      string `toml:"root_dir"`      // persistent state: images, snapshots, records
+	StateDir     string `toml:"state_dir"`     // runtime state that a reboot may drop: monitors, sockets
+	Listen       string `toml:"listen"`        // path of the CRI unix socket
+	CgroupDriver string `toml:"cgroup_driver"` // auto, cgroupfs or systemd
+	// MinOOMScoreAdj is the lowest oom_score_adj berth will ever request; lower requests are raised to it.
+	// Default -1000, range -1000..1000. The config stays pure: the runtime applies the clamp, raising the floor at
+	// start-up to berthd's own /proc/self/oom_score_adj when it lacks CAP_SYS_RESOURCE.
+	MinOOMScoreAdj  int      `toml:"min_oom_score_adj"`
+	SandboxImage    string   `toml:"sandbox_image"`
+	PinnedImages    []string `toml:"pinned_images"`    // never removed by image GC or RemoveImage
+	ShutdownTimeout Duration `toml:"shutdown_timeout"` // how long a stop waits for in-flight requests
+
+	Log      LogConfig      `toml:"log"`
+	CNI      CNIConfig      `toml:"cni"`
+	Registry RegistryConfig `toml:"registry"`
+	Stream   StreamConfig   `toml:"stream"`
+	Metrics  MetricsConfig  `toml:"metrics"`
+}
+
+type LogConfig struct {
+	Level  string `toml:"level"`  // debug, info, warn or error
+	Format string `toml:"format"` // text or json
+}
+
+type CNIConfig struct {
+	ConfDir      string   `toml:"conf_dir"`
+	BinDirs      []string `toml:"bin_dirs"`
+	SetupTimeout Duration `toml:"setup_timeout"` // bound on one ADD or DEL of a pod network
+}
+
+type RegistryConfig struct {
+	MaxConcurrentDownloads int `toml:"max_concurrent_downloads"` // layers fetched at once per pull
+	// PullProgressTimeout cancels a pull that received no bytes for this long.
+	PullProgressTimeout Duration `toml:"pull_progress_timeout"`
+	// Hosts is keyed by registry host[:port], as in [registry.hosts."registry.k8s.io"]. A host table in a later
+	// file replaces that host's whole entry; other hosts are kept.
+	Hosts map[string]RegistryHost `toml:"hosts"`
+}
+
+type RegistryHost struct {
+	Mirrors     []string `toml:"mirrors,omitempty"`      // tried in order before the host itself
+	MirrorsOnly bool     `toml:"mirrors_only,omitempty"` // never contact the host itself
+	PlainHTTP   bool     `toml:"plain_http,omitempty"`   // talk HTTP, not HTTPS, to the host
+	CAFile      string   `toml:"ca_file,omitempty"`      // PEM bundle trusted for the host and its mirrors
+	// Credentials: username and password, or auth (base64 of "user:pass"), or an identity (refresh) token.
+	Username      string `toml:"username,omitempty"`
+	Password      string `toml:"password,omitempty"`
+	Auth          string `toml:"auth,omitempty"`
+	IdentityToken string `toml:"identity_token,omitempty"`
+}
+
+type StreamConfig struct {
+	Address string `toml:"address"` // address the exec/attach/port-forward server binds
+	Port    int    `toml:"port"`    // 0 picks a free port
+	TLSCert string `toml:"tls_cert"`
+	TLSKey  string `toml:"tls_key"`
+}
+
+type MetricsConfig struct {
+	Address string `toml:"address"` // host:port of the Prometheus endpoint; empty turns it off
+	Pprof   bool   `toml:"pprof"`   // also serve /debug/pprof on that address
+}
+
+// Duration is a time.Duration written in TOML as a string such as "5m" or "1h30m".
+type Duration struct{ time.Duration }
+
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("invalid duration %q (want e.g. \"90s\", \"5m\")", b)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText writes the shortest form that reads back the same: "2m" rather than "2m0s".
+func (d Duration) MarshalText() ([]byte, error) {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return []byte(s), nil
+}
+
+// Default returns the configuration used for every key that no file sets.
+func Default() Config {
+	return Config{
+		RootDir:         "/var/lib/berth",
+		StateDir:        "/run/berth",
+		Listen:          "/run/berth/berth.sock",
+		CgroupDriver:    "auto",
+		MinOOMScoreAdj:  -1000,
+		SandboxImage:    "registry.k8s.io/pause:3.10.1",
+		ShutdownTimeout: Duration{10 * time.Second},
+		Log:             LogConfig{Level: "info", Format: "text"},
+		CNI: CNIConfig{
+			ConfDir:      "/etc/cni/net.d",
+			BinDirs:      []string{"/opt/cni/bin"},
+			SetupTimeout: Duration{2 * time.Minute},
+		},
+		Registry: RegistryConfig{
+			MaxConcurrentDownloads: 3,
+			PullProgressTimeout:    Duration{5 * time.Minute},
+		},
+		Stream: StreamConfig{Address: "127.0.0.1"},
+	}
+}
+
+// Load applies mainFile and then dropInDir/*.toml in lexical order on top of Default, each later file winning
+// key by key, and validates the result. A missing main file or drop-in directory is fine; an empty name skips it.
+// Errors name the file, the key and the reason, and wrap errdefs.ErrInvalidArgument.
+func Load(mainFile, dropInDir string) (Config, error) {
+	var files []string
+	if mainFile != "" {
+		switch _, err := os.Stat(mainFile); {
+		case err == nil:
+			files = append(files, mainFile)
+		case !errors.Is(err, os.ErrNotExist):
+			return Config{}, fmt.Errorf("load config: %w", err)
+		}
+	}
+	if dropInDir != "" {
+		dropIns, err := filepath.Glob(filepath.Join(dropInDir, "*.toml")) // sorted
+		if err != nil {
+			return Config{}, fmt.Errorf("load config: %s: %w", dropInDir, err)
+		}
+		files = append(files, dropIns...)
+	}
+
+	c := Default()
+	origin := map[string]string{} // key as toml.Key.String() -> last file that set it
+	for _, f := range files {
+		if err := decodeFile(&c, f, origin); err != nil {
+			return Config{}, err
+		}
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, attribute(err, origin)
+	}
+	return c, nil
+}
+
+// decodeFile decodes one file on top of c: keys it sets win, tables it does not mention are kept.
+func decodeFile(c *Config, file string, origin map[string]string) error {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return fmt.Errorf("load config: %w", err)
+	}
+	md, err := toml.Decode(string(b), c)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) && pe.LastKey != "" {
+			return fmt.Errorf("%s: %s: %s (line %d): %w", file, pe.LastKey, pe.Message, pe.Position.Line, errdefs.ErrInvalidArgument)
+		}
+		return fmt.Errorf("%s: %v: %w", file, err, errdefs.ErrInvalidArgument)
+	}
+	var errs []error
+	undecoded := map[string]bool{}
+	for _, k := range md.Undecoded() {
+		undecoded[k.String()] = true
+		if len(k) > 1 && undecoded[k[:len(k)-1].String()] {
+			continue // the unknown table is reported, not each key in it
+		}
+		errs = append(errs, fmt.Errorf("%s: %s: unknown key: %w", file, k, errdefs.ErrInvalidArgument))
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	for _, k := range md.Keys() {
+		origin[k.String()] = file
+	}
+	return nil
+}
+
+// attribute prefixes each validation error with the file that set its key, when a file did.
+func attribute(err error, origin map[string]string) error {
+	joined, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		return err
+	}
+	errs := joined.Unwrap()
+	out := make([]error, len(errs))
+	for i, e := range errs {
+		out[i] = e
+		var fe *fieldError
+		if errors.As(e, &fe) {
+			if f, ok := origin[fe.key.String()]; ok {
+				out[i] = fmt.Errorf("%s: %w", f, e)
+			}
+		}
+	}
+	return errors.Join(out...)
+}
+
+// TOML returns the effective configuration as TOML that Load reads back to the same Config.
+func (c Config) TOML() ([]byte, error) {
+	var buf bytes.Buffer
+	enc := toml.NewEncoder(&buf)
+	enc.Indent = ""
+	if err := enc.Encode(c); err != nil {
+		return nil, fmt.Errorf("encode config: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// Redacted returns a copy with registry secrets replaced, for printing and for a verbose CRI Status.
+func (c Config) Redacted() Config {
+	hosts := make(map[string]RegistryHost, len(c.Registry.Hosts))
+	for name, h := range c.Registry.Hosts {
+		for _, s := range []*string{&h.Password, &h.Auth, &h.IdentityToken} {
+			if *s != "" {
+				*s = "<redacted>"
+			}
+		}
+		hosts[name] = h
+	}
+	c.Registry.Hosts = hosts
+	return c
+}

@@ -1,0 +1,307 @@
+package config
+
+import (
+	"encoding/base64"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berthcri/berth/internal/errdefs"
+)
+
+// writeFiles creates dir/name for each entry and returns dir.
+func writeFiles(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func TestDefault(t *testing.T) {
+	d := Default()
+	if err := d.Validate(); err != nil {
+		t.Fatalf("Default().Validate() = %v", err)
+	}
+	dir := t.TempDir()
+	got, err := Load(filepath.Join(dir, "missing.toml"), filepath.Join(dir, "missing.d"))
+	if err != nil {
+		t.Fatalf("Load without files: %v", err)
+	}
+	if !reflect.DeepEqual(got, d) {
+		t.Fatalf("Load without files = %+v, want Default() %+v", got, d)
+	}
+	checks := map[string]struct{ got, want any }{
+		"root_dir":                          {d.RootDir, "/var/lib/berth"},
+		"state_dir":                         {d.StateDir, "/run/berth"},
+		"listen":                            {d.Listen, "/run/berth/berth.sock"},
+		"cgroup_driver":                     {d.CgroupDriver, "auto"},
+		"min_oom_score_adj":                 {d.MinOOMScoreAdj, -1000},
+		"sandbox_image":                     {d.SandboxImage, "registry.k8s.io/pause:3.10.1"},
+		"shutdown_timeout":                  {d.ShutdownTimeout.Duration, 10 * time.Second},
+		"log.level":                         {d.Log.Level, "info"},
+		"log.format":                        {d.Log.Format, "text"},
+		"cni.conf_dir":                      {d.CNI.ConfDir, "/etc/cni/net.d"},
+		"cni.bin_dirs":                      {d.CNI.BinDirs, []string{"/opt/cni/bin"}},
+		"cni.setup_timeout":                 {d.CNI.SetupTimeout.Duration, 2 * time.Minute},
+		"registry.max_concurrent_downloads": {d.Registry.MaxConcurrentDownloads, 3},
+		"registry.pull_progress_timeout":    {d.Registry.PullProgressTimeout.Duration, 5 * time.Minute},
+		"stream.address":                    {d.Stream.Address, "127.0.0.1"},
+		"stream.port":                       {d.Stream.Port, 0},
+		"metrics.address":                   {d.Metrics.Address, ""},
+		"metrics.pprof":                     {d.Metrics.Pprof, false},
+	}
+	for key, c := range checks {
+		if !reflect.DeepEqual(c.got, c.want) {
+			t.Errorf("default %s = %v, want %v", key, c.got, c.want)
+		}
+	}
+}
+
+func TestLoadDropInOrder(t *testing.T) {
+	dir := writeFiles(t, map[string]string{
+		"berth.toml": `
+root_dir = "/srv/berth"
+pinned_images = ["a", "b"]
+[log]
+level = "warn"
+[registry.hosts."registry.k8s.io"]
+mirrors = ["https://m1.example", "https://m2.example"]
+username = "u"
+password = "p"
+[registry.hosts."docker.io"]
+mirrors = ["https://hub.example"]
+`,
+		"berth.d/20-b.toml": `
+root_dir = "/data/berth"
+pinned_images = ["c"]
+[registry.hosts."registry.k8s.io"]
+plain_http = true
+`,
+		"berth.d/10-a.toml": `
+state_dir = "/run/b"
+[log]
+level = "debug"
+format = "json"
+[registry.hosts."localhost:5000"]
+plain_http = true
+`,
+		"berth.d/30-ignored.conf": `not toml at all`,
+	})
+	got, err := Load(filepath.Join(dir, "berth.toml"), filepath.Join(dir, "berth.d"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Default()
+	want.RootDir = "/data/berth"      // 20-b.toml over the main file
+	want.StateDir = "/run/b"          // only in 10-a.toml
+	want.PinnedImages = []string{"c"} // arrays are replaced, not appended to
+	want.Log = LogConfig{"debug", "json"}
+	want.Registry.Hosts = map[string]RegistryHost{
+		"registry.k8s.io": {PlainHTTP: true}, // a later table replaces the host's whole entry
+		"docker.io":       {Mirrors: []string{"https://hub.example"}},
+		"localhost:5000":  {PlainHTTP: true},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("Load =\n%+v\nwant\n%+v", got, want)
+	}
+}
+
+// TestLoadErrors checks that every rejected file names the file (when one set the key), the key and the reason.
+func TestLoadErrors(t *testing.T) {
+	auth := base64.StdEncoding.EncodeToString([]byte("user:pass"))
+	cases := map[string]struct {
+		main   string
+		dropIn string // written as berth.d/50-x.toml
+		want   []string
+	}{
+		"unknown top-level key": {dropIn: `root_dri = "/x"`, want: []string{"50-x.toml: root_dri: unknown key"}},
+		"unknown key in table":  {dropIn: "[log]\nlevl = \"debug\"", want: []string{"50-x.toml: log.levl: unknown key"}},
+		"unknown table":         {dropIn: "[foo]\nbar = 1\nbaz = 2", want: []string{"50-x.toml: foo: unknown key"}},
+		"unknown host key": {dropIn: "[registry.hosts.\"r.io\"]\nmirror = [\"https://m\"]",
+			want: []string{`50-x.toml: registry.hosts."r.io".mirror: unknown key`}},
+		"syntax error":       {main: "root_dir = ", want: []string{"berth.toml", "root_dir", "line 1"}},
+		"wrong type":         {main: "root_dir = 5", want: []string{"berth.toml", "root_dir", "incompatible types"}},
+		"bad duration":       {dropIn: `shutdown_timeout = "soon"`, want: []string{"50-x.toml: shutdown_timeout", `invalid duration "soon"`}},
+		"unitless duration":  {dropIn: `shutdown_timeout = 10`, want: []string{"50-x.toml: shutdown_timeout", `invalid duration "10"`}},
+		"relative root_dir":  {main: `root_dir = "var/lib/berth"`, want: []string{"berth.toml: root_dir:", "not an absolute path"}},
+		"relative state_dir": {dropIn: `state_dir = "run"`, want: []string{"50-x.toml: state_dir:", "not an absolute path"}},
+		"relative listen":    {dropIn: `listen = "berth.sock"`, want: []string{"listen:", "not an absolute path"}},
+		"long listen": {dropIn: `listen = "/` + strings.Repeat("x", 120) + `"`,
+			want: []string{"listen:", "unix socket path"}},
+		"cgroup driver":   {dropIn: `cgroup_driver = "cgroupv2"`, want: []string{"cgroup_driver:", `"cgroupv2" is not one of auto, cgroupfs, systemd`}},
+		"oom too low":     {dropIn: `min_oom_score_adj = -1001`, want: []string{"min_oom_score_adj:", "-1001 is outside -1000..1000"}},
+		"oom too high":    {dropIn: `min_oom_score_adj = 1001`, want: []string{"min_oom_score_adj:", "outside"}},
+		"empty sandbox":   {dropIn: `sandbox_image = ""`, want: []string{"sandbox_image: empty"}},
+		"empty pinned":    {dropIn: `pinned_images = ["a", ""]`, want: []string{"pinned_images[1]: empty"}},
+		"zero shutdown":   {dropIn: `shutdown_timeout = "0s"`, want: []string{"shutdown_timeout:", "not > 0"}},
+		"log level":       {dropIn: "[log]\nlevel = \"trace\"", want: []string{"50-x.toml: log.level:", `"trace" is not one of`}},
+		"log format":      {dropIn: "[log]\nformat = \"xml\"", want: []string{"log.format:", `"xml"`}},
+		"cni conf_dir":    {dropIn: "[cni]\nconf_dir = \"net.d\"", want: []string{"cni.conf_dir:", "not an absolute path"}},
+		"cni no bin_dirs": {dropIn: "[cni]\nbin_dirs = []", want: []string{"cni.bin_dirs: empty"}},
+		"cni bin_dir":     {dropIn: "[cni]\nbin_dirs = [\"/opt/cni/bin\", \"bin\"]", want: []string{"cni.bin_dirs[1]:", `"bin" is not an absolute path`}},
+		"cni timeout":     {dropIn: "[cni]\nsetup_timeout = \"-1m\"", want: []string{"cni.setup_timeout:", "-1m0s is not > 0"}},
+		"downloads":       {dropIn: "[registry]\nmax_concurrent_downloads = 0", want: []string{"registry.max_concurrent_downloads:", "0 is not >= 1"}},
+		"pull progress":   {dropIn: "[registry]\npull_progress_timeout = \"0s\"", want: []string{"registry.pull_progress_timeout:", "not > 0"}},
+		"mirror scheme": {dropIn: "[registry.hosts.\"registry.k8s.io\"]\nmirrors = [\"ftp://m.example\"]",
+			want: []string{`50-x.toml: registry.hosts."registry.k8s.io".mirrors[0]:`, "scheme must be http or https"}},
+		"mirror without scheme": {dropIn: "[registry.hosts.\"r.io\"]\nmirrors = [\"https://ok.example\", \"m.example\"]",
+			want: []string{`registry.hosts."r.io".mirrors[1]:`, "scheme"}},
+		"mirror without host": {dropIn: "[registry.hosts.\"r.io\"]\nmirrors = [\"https:///v2\"]",
+			want: []string{`registry.hosts."r.io".mirrors[0]:`, "no host"}},
+		"mirrors_only alone": {dropIn: "[registry.hosts.\"r.io\"]\nmirrors_only = true",
+			want: []string{`registry.hosts."r.io".mirrors_only: set without mirrors`}},
+		"bad host key": {dropIn: "[registry.hosts.\"https://r.io\"]\nplain_http = true",
+			want: []string{`registry.hosts."https://r.io": a registry host is host[:port], not a URL`}},
+		"bad host name": {dropIn: "[registry.hosts.\"r_io\"]\nplain_http = true",
+			want: []string{`registry.hosts.r_io: DNS label "r_io" is invalid (want host[:port])`}},
+		"bad host port": {dropIn: "[registry.hosts.\"r.io:99999\"]\nplain_http = true",
+			want: []string{`registry.hosts."r.io:99999":`, "port"}},
+		"ca_file missing": {dropIn: "[registry.hosts.\"r.io\"]\nca_file = \"/nonexistent/ca.pem\"",
+			want: []string{`registry.hosts."r.io".ca_file: not readable`}},
+		"auth not base64": {dropIn: "[registry.hosts.\"r.io\"]\nauth = \"%%%\"",
+			want: []string{`registry.hosts."r.io".auth:`, "base64"}},
+		"auth without colon": {dropIn: "[registry.hosts.\"r.io\"]\nauth = \"" + base64.StdEncoding.EncodeToString([]byte("user")) + "\"",
+			want: []string{`registry.hosts."r.io".auth:`, `"user:password"`}},
+		"auth and username": {dropIn: "[registry.hosts.\"r.io\"]\nauth = \"" + auth + "\"\nusername = \"u\"",
+			want: []string{`registry.hosts."r.io".auth: set together with username`}},
+		"password alone": {dropIn: "[registry.hosts.\"r.io\"]\npassword = \"p\"",
+			want: []string{`registry.hosts."r.io".password: set without username`}},
+		"stream address": {dropIn: "[stream]\naddress = \"not an address\"", want: []string{"stream.address:", "invalid"}},
+		"stream port":    {dropIn: "[stream]\nport = 70000", want: []string{"stream.port:", "70000 is outside 0..65535"}},
+		"cert only":      {dropIn: "[stream]\ntls_cert = \"/etc/hostname\"", want: []string{"50-x.toml: stream.tls_cert: set without stream.tls_key"}},
+		"key only":       {dropIn: "[stream]\ntls_key = \"/etc/hostname\"", want: []string{"stream.tls_key: set without stream.tls_cert"}},
+		"key unreadable": {dropIn: "[stream]\ntls_cert = \"/etc/hostname\"\ntls_key = \"/nonexistent/key.pem\"",
+			want: []string{"stream.tls_key: not readable"}},
+		"metrics no port":  {dropIn: "[metrics]\naddress = \"127.0.0.1\"", want: []string{"metrics.address:", "want host:port"}},
+		"metrics bad port": {dropIn: "[metrics]\naddress = \"127.0.0.1:http\"", want: []string{"metrics.address:", `port "http"`}},
+		"pprof alone":      {dropIn: "[metrics]\npprof = true", want: []string{"metrics.pprof: set without metrics.address"}},
+		"every failure reported": {dropIn: "root_dir = \"a\"\n[log]\nlevel = \"x\"",
+			want: []string{"root_dir:", "log.level:"}},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			files := map[string]string{"berth.toml": tc.main}
+			if tc.dropIn != "" {
+				files["berth.d/50-x.toml"] = tc.dropIn
+			}
+			dir := writeFiles(t, files)
+			_, err := Load(filepath.Join(dir, "berth.toml"), filepath.Join(dir, "berth.d"))
+			if err == nil {
+				t.Fatalf("Load succeeded, want an error mentioning %q", tc.want)
+			}
+			if !errdefs.IsInvalidArgument(err) {
+				t.Errorf("error %q does not wrap ErrInvalidArgument", err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestValidAccepted(t *testing.T) {
+	auth := base64.StdEncoding.EncodeToString([]byte("user:pass"))
+	dir := writeFiles(t, map[string]string{"berth.toml": `
+[registry.hosts."localhost:5000"]
+plain_http = true
+[registry.hosts."[::1]:5000"]
+mirrors = ["http://127.0.0.1:5001/prefix"]
+mirrors_only = true
+[registry.hosts."r.io"]
+auth = "` + auth + `"
+identity_token = "t"
+ca_file = "/etc/hostname"
+[stream]
+address = "::1"
+port = 10010
+[metrics]
+address = ":9090"
+pprof = true
+`})
+	if _, err := Load(filepath.Join(dir, "berth.toml"), ""); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestTOMLRoundTrip(t *testing.T) {
+	full := Default()
+	full.RootDir = "/srv/berth"
+	full.CgroupDriver = "cgroupfs"
+	full.MinOOMScoreAdj = -998
+	full.PinnedImages = []string{"registry.k8s.io/pause:3.10.1", "busybox"}
+	full.ShutdownTimeout = Duration{90 * time.Second}
+	full.Log = LogConfig{Level: "debug", Format: "json"}
+	full.CNI.BinDirs = []string{"/opt/cni/bin", "/usr/lib/cni"}
+	full.CNI.SetupTimeout = Duration{time.Hour + 30*time.Minute}
+	full.Registry.MaxConcurrentDownloads = 5
+	full.Registry.Hosts = map[string]RegistryHost{
+		"registry.k8s.io": {Mirrors: []string{"https://m.example/v2"}, MirrorsOnly: true, CAFile: "/etc/hostname",
+			Username: "u", Password: `p"w\`},
+		"localhost:5000": {PlainHTTP: true, IdentityToken: "tok"},
+	}
+	full.Stream = StreamConfig{Address: "0.0.0.0", Port: 10010, TLSCert: "/etc/hostname", TLSKey: "/etc/hostname"}
+	full.Metrics = MetricsConfig{Address: "127.0.0.1:9090", Pprof: true}
+
+	for name, c := range map[string]Config{"default": Default(), "every key set": full} {
+		t.Run(name, func(t *testing.T) {
+			b, err := c.TOML()
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir := writeFiles(t, map[string]string{"berth.toml": string(b)})
+			got, err := Load(filepath.Join(dir, "berth.toml"), "")
+			if err != nil {
+				t.Fatalf("Load(TOML()) = %v\n%s", err, b)
+			}
+			if !reflect.DeepEqual(got, c) {
+				t.Fatalf("round trip changed the config:\n got %+v\nwant %+v\nTOML:\n%s", got, c, b)
+			}
+		})
+	}
+}
+
+func TestDurationText(t *testing.T) {
+	for in, want := range map[time.Duration]string{
+		10 * time.Second:                   "10s",
+		2 * time.Minute:                    "2m",
+		time.Hour:                          "1h",
+		time.Hour + 30*time.Minute:         "1h30m",
+		time.Hour + 30*time.Second:         "1h0m30s",
+		1500 * time.Millisecond:            "1.5s",
+		time.Minute + 500*time.Millisecond: "1m0.5s",
+	} {
+		b, _ := Duration{in}.MarshalText()
+		if string(b) != want {
+			t.Errorf("MarshalText(%v) = %q, want %q", in, b, want)
+		}
+		var d Duration
+		if err := d.UnmarshalText(b); err != nil || d.Duration != in {
+			t.Errorf("UnmarshalText(%q) = %v, %v; want %v", b, d.Duration, err, in)
+		}
+	}
+}
+
+func TestRedacted(t *testing.T) {
+	c := Default()
+	c.Registry.Hosts = map[string]RegistryHost{"r.example.com": {Username: "u", Password: "secret", IdentityToken: "tok"}}
+	r := c.Redacted()
+	if h := r.Registry.Hosts["r.example.com"]; h.Password != "<redacted>" || h.IdentityToken != "<redacted>" || h.Username != "u" || h.Auth != "" {
+		t.Errorf("redacted host = %+v", h)
+	}
+	if c.Registry.Hosts["r.example.com"].Password != "secret" {
+		t.Error("Redacted changed the original")
+	}
+}
