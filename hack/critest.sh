@@ -77,7 +77,7 @@ set +e
   -ginkgo.json-report "$out/report.json" -ginkgo.junit-report "$out/junit.xml" "$@" >"$out/critest.log" 2>&1
 rc=$?
 set -e
-grep -E '^(\[FAIL\]|Ran [0-9]+ of|(SUCCESS|FAIL)! --)' "$out/critest.log" >&2 || tail -20 "$out/critest.log" >&2
+grep -E '^\s*(\[FAIL\]|Ran [0-9]+ of|(SUCCESS|FAIL)! --)' "$out/critest.log" >&2 || tail -20 "$out/critest.log" >&2
 summary=$(grep -E '(SUCCESS|FAIL)! -- ' "$out/critest.log" | tail -1)
 passed=$(sed -nE 's/.* ([0-9]+) Passed.*/\1/p' <<<"$summary")
 failed=$(sed -nE 's/.* ([0-9]+) Failed.*/\1/p' <<<"$summary")

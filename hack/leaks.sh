@@ -12,7 +12,8 @@ shm) shm_ids ;;
 clean)
   work=${2:?work dir}; before=${3:-}
   leaked=0
-  pids=$(pgrep -f -- "$work" || true)
+  # Every process whose command line names the work dir, except this script and its caller.
+  pids=$(pgrep -f -- "$work" | grep -vx -e "$$" -e "$PPID" || true)
   if [ -n "$pids" ]; then
     echo "leak: processes still running from $work: $(echo $pids)" >&2
     ps -o pid,args -p $(echo $pids | tr ' ' ,) >&2 || true
