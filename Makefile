@@ -44,7 +44,7 @@ fuzz:
 	hack/fuzz.sh
 
 bench:
-	hack/bench/run.sh
+	hack/bench/pull.sh
 
 lint:
 	$(GO) vet -tags seccomp ./...

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/berthcri/berth/cni"
 	"github.com/berthcri/berth/cri"
+	"github.com/berthcri/berth/image"
 	"github.com/berthcri/berth/internal/config"
 	"github.com/berthcri/berth/internal/version"
 )
@@ -53,7 +55,14 @@ func serve(cfg config.Config) error {
 		},
 		Config: cfg.Redacted(),
 	}))
-	runtimeapi.RegisterImageServiceServer(srv, &runtimeapi.UnimplementedImageServiceServer{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	images, err := image.New(ctx, image.Options{RootDir: cfg.RootDir, Registry: cfg.Registry,
+		Pinned: append(slices.Clone(cfg.PinnedImages), cfg.SandboxImage), Logger: log})
+	if err != nil {
+		return fmt.Errorf("image service: %w", err)
+	}
+	runtimeapi.RegisterImageServiceServer(srv, cri.NewImageServer(images))
 
 	lis, err := listenSocket(cfg.Listen)
 	if err != nil {
