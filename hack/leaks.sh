@@ -12,8 +12,13 @@ shm) shm_ids ;;
 clean)
   work=${2:?work dir}; before=${3:-}
   leaked=0
-  # Every process whose command line names the work dir, except this script and its caller.
-  pids=$(pgrep -f -- "$work" | grep -vx -e "$$" -e "$PPID" || true)
+  # Every process whose command line names the work dir, except this script (and its subshells) and its caller.
+  pids=
+  for p in $(pgrep -f -- "$work"); do
+    [ "$p" = "$PPID" ] && continue
+    grep -qa 'hack/leaks.sh' "/proc/$p/cmdline" 2>/dev/null && continue
+    [ -e "/proc/$p" ] && pids="$pids $p"
+  done
   if [ -n "$pids" ]; then
     echo "leak: processes still running from $work: $(echo $pids)" >&2
     ps -o pid,args -p $(echo $pids | tr ' ' ,) >&2 || true
