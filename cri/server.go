@@ -1,11 +1,21 @@
-// Package cri serves the Container Runtime Interface: validation, CRI ⇄ internal mapping, the interceptor and
-// (later) streaming. It holds no runtime logic of its own.
+// Package cri serves the Container Runtime Interface: validation, CRI ⇄ internal mapping, the interceptor, and the
+// orchestration of pods and containers over sandbox/, image/ and oci/. It touches no namespace, mount or cgroup
+// itself: those belong to the packages it calls.
 package cri
 
 import (
+	"fmt"
+	"log/slog"
+	"path/filepath"
 	"sync"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berthcri/berth/image"
+	"github.com/berthcri/berth/internal/store"
+	"github.com/berthcri/berth/oci"
+	"github.com/berthcri/berth/oci/runc"
+	"github.com/berthcri/berth/sandbox"
 )
 
 // RuntimeOptions is what the runtime service needs from the daemon.
@@ -14,19 +24,97 @@ type RuntimeOptions struct {
 	CgroupDriver string
 	// NetworkStatus returns nil when the pod network is ready, else an error saying exactly what is missing.
 	NetworkStatus func() error
-	// Config is the effective configuration, shown by a verbose Status.
+	// Config is the effective configuration (secrets redacted), shown by a verbose Status.
 	Config any
+
+	RootDir   string // records live in <root>/pods and <root>/containers, writable layers in <root>/containers/<id>
+	Images    *image.Service
+	Sandboxes *sandbox.Manager
+	Runc      *runc.Runtime // exec, signals and stats straight through libcontainer
+	Host      oci.Host      // facts about this machine for spec generation (OOM floor already applied)
+	Logger    *slog.Logger
 }
 
-// RuntimeServer implements the CRI RuntimeService. RPCs that are not built yet answer Unimplemented.
+// RuntimeServer implements the CRI RuntimeService.
 type RuntimeServer struct {
 	runtimeapi.UnimplementedRuntimeServiceServer
 	opts RuntimeOptions
+	log  *slog.Logger
 
-	mu      sync.Mutex
-	podCIDR string // from UpdateRuntimeConfig; kept for the network stage
+	pods       *store.Store[podRecord]
+	containers *store.Store[containerRecord]
+	podNames   *names
+	ctrNames   *names
+	exits      *exitWatcher
+
+	mu       sync.Mutex
+	podCIDR  string                  // from UpdateRuntimeConfig; kept for the network stage
+	sandbox  map[string]*sandbox.Pod // live pod runtimes by pod id
+	podLocks keyLocks                // serialises calls on one pod
+	ctrLocks keyLocks                // serialises calls on one container
 }
 
-func NewRuntimeServer(opts RuntimeOptions) *RuntimeServer {
-	return &RuntimeServer{opts: opts}
+// NewRuntimeServer opens the records and reconciles them with what runs on the host (recover.go).
+func NewRuntimeServer(opts RuntimeOptions) (*RuntimeServer, error) {
+	s := &RuntimeServer{opts: opts, log: opts.Logger, podNames: newNames(), ctrNames: newNames(),
+		sandbox: map[string]*sandbox.Pod{}}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if opts.RootDir == "" {
+		return s, nil // runtime-info only (tests of Version/Status)
+	}
+	var err error
+	if s.pods, err = store.Open[podRecord](filepath.Join(opts.RootDir, "pods"), "pod", podRecordVersion); err != nil {
+		return nil, fmt.Errorf("open pod records: %w", err)
+	}
+	if s.containers, err = store.Open[containerRecord](filepath.Join(opts.RootDir, "containers"), "container", containerRecordVersion); err != nil {
+		return nil, fmt.Errorf("open container records: %w", err)
+	}
+	if s.exits, err = newExitWatcher(s.onExit, s.log); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close stops watching for exits. Running workloads are not touched.
+func (s *RuntimeServer) Close() error {
+	if s.exits != nil {
+		return s.exits.close()
+	}
+	return nil
+}
+
+// keyLocks is a set of mutexes by key, created on first use.
+type keyLocks struct {
+	mu    sync.Mutex
+	locks map[string]*keyLock
+}
+
+type keyLock struct {
+	sync.Mutex
+	users int
+}
+
+func (k *keyLocks) lock(key string) func() {
+	k.mu.Lock()
+	if k.locks == nil {
+		k.locks = map[string]*keyLock{}
+	}
+	l := k.locks[key]
+	if l == nil {
+		l = &keyLock{}
+		k.locks[key] = l
+	}
+	l.users++
+	k.mu.Unlock()
+	l.Lock()
+	return func() {
+		l.Unlock()
+		k.mu.Lock()
+		if l.users--; l.users == 0 {
+			delete(k.locks, key)
+		}
+		k.mu.Unlock()
+	}
 }

@@ -19,6 +19,9 @@ import (
 const defaultConfigFile = "/etc/berth/berth.toml"
 
 func main() {
+	if code, ok := entrypoint(os.Args); ok {
+		os.Exit(code)
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

@@ -26,6 +26,9 @@ import (
 	"github.com/berthcri/berth/image"
 	"github.com/berthcri/berth/internal/config"
 	"github.com/berthcri/berth/internal/version"
+	"github.com/berthcri/berth/oci"
+	"github.com/berthcri/berth/oci/runc"
+	"github.com/berthcri/berth/sandbox"
 )
 
 func serve(cfg config.Config) error {
@@ -43,18 +46,6 @@ func serve(cfg config.Config) error {
 	}
 	defer unlock()
 
-	driver := cgroupDriver(cfg.CgroupDriver)
-	metrics := cri.NewMetrics()
-	interceptor := cri.NewInterceptor(log, metrics)
-	srv := grpc.NewServer(interceptor.ServerOptions()...)
-	runtimeapi.RegisterRuntimeServiceServer(srv, cri.NewRuntimeServer(cri.RuntimeOptions{
-		CgroupDriver: driver,
-		NetworkStatus: func() error {
-			_, err := cni.Load(cfg.CNI.ConfDir, cfg.CNI.BinDirs)
-			return err
-		},
-		Config: cfg.Redacted(),
-	}))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	images, err := image.New(ctx, image.Options{RootDir: cfg.RootDir, Registry: cfg.Registry,
@@ -62,6 +53,16 @@ func serve(cfg config.Config) error {
 	if err != nil {
 		return fmt.Errorf("image service: %w", err)
 	}
+	runtimeSrv, err := newRuntime(ctx, cfg, images, log)
+	if err != nil {
+		return err
+	}
+	defer runtimeSrv.Close()
+	driver := cgroupDriver(cfg.CgroupDriver)
+	metrics := cri.NewMetrics()
+	interceptor := cri.NewInterceptor(log, metrics)
+	srv := grpc.NewServer(interceptor.ServerOptions()...)
+	runtimeapi.RegisterRuntimeServiceServer(srv, runtimeSrv)
 	runtimeapi.RegisterImageServiceServer(srv, cri.NewImageServer(images))
 
 	lis, err := listenSocket(cfg.Listen)
@@ -93,6 +94,44 @@ func serve(cfg config.Config) error {
 	case err := <-serveErr:
 		return fmt.Errorf("serve %s: %w", cfg.Listen, err)
 	}
+}
+
+// newRuntime builds the runtime service over sandbox/ and oci/ and reconciles it with the host.
+func newRuntime(ctx context.Context, cfg config.Config, images *image.Service, log *slog.Logger) (*cri.RuntimeServer, error) {
+	driver := cgroupDriver(cfg.CgroupDriver)
+	host, err := oci.SystemHost()
+	if err != nil {
+		return nil, err
+	}
+	host.OOMScoreAdjMin = max(host.OOMScoreAdjMin, cfg.MinOOMScoreAdj)
+	runcRoot := filepath.Join(cfg.StateDir, "runc")
+	sandboxes, err := sandbox.New(sandbox.Options{StateDir: cfg.StateDir, CgroupDriver: driver,
+		MinOOMScoreAdj: host.OOMScoreAdjMin, Monitors: monitors{runcRoot: runcRoot}, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("sandbox manager: %w", err)
+	}
+	rt, err := cri.NewRuntimeServer(cri.RuntimeOptions{
+		CgroupDriver: driver,
+		NetworkStatus: func() error {
+			_, err := cni.Load(cfg.CNI.ConfDir, cfg.CNI.BinDirs)
+			return err
+		},
+		Config:    cfg.Redacted(),
+		RootDir:   cfg.RootDir,
+		Images:    images,
+		Sandboxes: sandboxes,
+		Runc:      &runc.Runtime{Root: runcRoot, Systemd: driver == "systemd"},
+		Host:      host,
+		Logger:    log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := rt.Recover(ctx); err != nil {
+		rt.Close()
+		return nil, err
+	}
+	return rt, nil
 }
 
 // gracefulStop stops taking calls and waits for in-flight ones, at most timeout. Workloads are never touched.

@@ -41,3 +41,4 @@ func IsNotFound(err error) bool           { return errors.Is(err, ErrNotFound) }
 func IsAlreadyExists(err error) bool      { return errors.Is(err, ErrAlreadyExists) }
 func IsInvalidArgument(err error) bool    { return errors.Is(err, ErrInvalidArgument) }
 func IsFailedPrecondition(err error) bool { return errors.Is(err, ErrFailedPrecondition) }
+func IsUnavailable(err error) bool        { return errors.Is(err, ErrUnavailable) }

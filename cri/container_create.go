@@ -1,0 +1,234 @@
+package cri
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berthcri/berth/image"
+	"github.com/berthcri/berth/internal/errdefs"
+	"github.com/berthcri/berth/oci"
+	"github.com/berthcri/berth/oci/monitor"
+	"github.com/berthcri/berth/sandbox"
+)
+
+// CreateContainer creates a container in a ready pod. Like RunPodSandbox it runs detached from the call, so a
+// kubelet retry after a timeout gets the first call's container.
+func (s *RuntimeServer) CreateContainer(ctx context.Context, r *runtimeapi.CreateContainerRequest) (*runtimeapi.CreateContainerResponse, error) {
+	podID, cfg := r.GetPodSandboxId(), r.GetConfig()
+	switch {
+	case podID == "":
+		return nil, errdefs.InvalidArgument("pod_sandbox_id", "must be set")
+	case cfg == nil:
+		return nil, errdefs.InvalidArgument("config", "missing")
+	case cfg.GetMetadata().GetName() == "":
+		return nil, errdefs.InvalidArgument("config.metadata.name", "must be set")
+	case cfg.GetImage().GetImage() == "":
+		return nil, errdefs.InvalidArgument("config.image.image", "must be set")
+	}
+	for i, m := range cfg.GetMounts() {
+		if m.GetImage().GetImage() != "" {
+			return nil, status.Errorf(codes.Unimplemented, "config.mounts[%d].image: image volumes are not implemented yet", i)
+		}
+	}
+	pod, ok := s.pods.Get(podID)
+	if !ok {
+		return nil, errdefs.NotFound("pod sandbox", podID)
+	}
+	if pod.State != podReady {
+		return nil, errdefs.FailedPrecondition("pod sandbox %s is not ready", podID)
+	}
+	key := containerNameKey(podID, cfg.GetMetadata())
+	res, first := s.ctrNames.reserve(key, newID())
+	if !first {
+		id, err := s.ctrNames.await(ctx, "container", key, res)
+		if err != nil {
+			return nil, err
+		}
+		return &runtimeapi.CreateContainerResponse{ContainerId: id}, nil
+	}
+	err, delivered := detached(ctx, func(ctx context.Context) error {
+		err := s.createContainer(ctx, res.id, pod, r)
+		s.ctrNames.finish(key, res, err)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if delivered {
+		s.ctrNames.deliver(res)
+	}
+	return &runtimeapi.CreateContainerResponse{ContainerId: res.id}, nil
+}
+
+func (s *RuntimeServer) createContainer(ctx context.Context, id string, podRec podRecord, r *runtimeapi.CreateContainerRequest) (retErr error) {
+	unlock := s.ctrLocks.lock(id)
+	defer unlock()
+	cfg := r.GetConfig()
+	pod := s.sandboxPod(podRec.ID)
+	if pod == nil {
+		return errdefs.FailedPrecondition("pod sandbox %s has no running runtime", podRec.ID)
+	}
+	mon, ok := pod.Monitor().(*monitor.Client)
+	if !ok || mon == nil {
+		return fmt.Errorf("pod sandbox %s: monitor not reachable: %w", podRec.ID, errdefs.ErrUnavailable)
+	}
+
+	var undo []func(context.Context)
+	defer func() {
+		if retErr == nil {
+			return
+		}
+		cctx, cancel := cleanupContext(ctx)
+		defer cancel()
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i](cctx)
+		}
+	}()
+
+	img, err := s.opts.Images.Acquire(cfg.GetImage().GetImage(), id)
+	if err != nil {
+		return fmt.Errorf("create container %s: image %q: %w", id, cfg.GetImage().GetImage(), err)
+	}
+	undo = append(undo, func(context.Context) { _ = s.opts.Images.Release(img.ID, id) })
+
+	bundle := filepath.Join(pod.Dir(), "containers", id)
+	rec := containerRecord{ID: id, PodID: podRec.ID, Config: cfg, ImageID: img.ID, ImageName: cfg.GetImage().GetImage(),
+		State: ctrCreating, CreatedAt: time.Now().UnixNano(), Bundle: bundle, LogPath: logPath(podRec.Config, cfg)}
+	// The record comes first so that a berthd killed from here on rolls the container back at start.
+	if err := s.containers.Create(id, rec); err != nil {
+		return fmt.Errorf("create container %s: %w", id, err)
+	}
+	undo = append(undo, func(context.Context) { _ = s.containers.Delete(id) })
+
+	layer := filepath.Join(s.opts.RootDir, "containers", id)
+	rootfs := filepath.Join(bundle, "rootfs")
+	undo = append(undo, func(context.Context) {
+		_ = image.UnmountRootfs(rootfs)
+		_ = os.RemoveAll(bundle)
+		_ = os.RemoveAll(layer)
+	})
+	if err := s.opts.Images.MountRootfs(img, filepath.Join(layer, "upper"), filepath.Join(layer, "work"), rootfs); err != nil {
+		return fmt.Errorf("create container %s: %w", id, err)
+	}
+
+	in := oci.SpecInput{ID: id, Pod: ociPod(pod, podRec.Config), Image: img.Config.Config, Config: containerConfig(cfg), Host: s.opts.Host}
+	inheritPodNamespaces(&in.Config, podRec.Config)
+	var sc *oci.LinuxContainerSecurityContext
+	if in.Config.Linux != nil {
+		sc = in.Config.Linux.SecurityContext
+	}
+	user, err := oci.ResolveUser(rootfs, img.Config.Config.User, sc)
+	if err != nil {
+		return fmt.Errorf("create container %s: %w", id, err)
+	}
+	in.User = &user
+	if ns := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions(); ns.GetPid() == runtimeapi.NamespaceMode_TARGET {
+		if in.TargetPIDNS, err = s.targetPIDNS(podRec.ID, ns.GetTargetId()); err != nil {
+			return fmt.Errorf("create container %s: %w", id, err)
+		}
+	}
+	spec, err := oci.Spec(in)
+	if err != nil {
+		return fmt.Errorf("create container %s: %w", id, err)
+	}
+	data, err := json.Marshal(spec)
+	if err != nil {
+		return fmt.Errorf("create container %s: encode spec: %w", id, err)
+	}
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), data, 0o600); err != nil {
+		return fmt.Errorf("create container %s: %w", id, err)
+	}
+	if err := mon.Create(ctx, monitor.CreateRequest{ID: id, Bundle: bundle, LogPath: rec.LogPath,
+		Stdin: cfg.GetStdin(), StdinOnce: cfg.GetStdinOnce(), TTY: cfg.GetTty()}); err != nil {
+		return fmt.Errorf("create container %s: %w", id, err)
+	}
+	undo = append(undo, func(ctx context.Context) { _ = mon.Remove(ctx, id) })
+	if err := s.exits.watch(id, bundle); err != nil {
+		return fmt.Errorf("create container %s: watch exit: %w", id, err)
+	}
+	undo = append(undo, func(context.Context) { s.exits.unwatch(bundle) })
+
+	groups := make([]int64, 0, len(user.AdditionalGids))
+	for _, g := range user.AdditionalGids {
+		groups = append(groups, int64(g))
+	}
+	if _, err := s.containers.Update(id, func(c *containerRecord) error {
+		c.State = ctrCreated
+		c.UID, c.GID, c.AdditionalGIDs = int64(user.UID), int64(user.GID), groups
+		c.StopSignal = img.Config.Config.StopSignal
+		return nil
+	}); err != nil {
+		return fmt.Errorf("create container %s: %w", id, err)
+	}
+	Logger(ctx).Info("container created", "container", id, "pod", podRec.ID, "name", cfg.GetMetadata().GetName(), "image", img.ID)
+	return nil
+}
+
+// targetPIDNS is the PID namespace of another running container of the pod (namespace mode TARGET).
+func (s *RuntimeServer) targetPIDNS(podID, target string) (string, error) {
+	rec, ok := s.containers.Get(target)
+	if !ok || rec.PodID != podID {
+		return "", errdefs.NotFound("target container", target)
+	}
+	c, err := s.opts.Runc.Load(target)
+	if err != nil {
+		return "", fmt.Errorf("target container %s: %w", target, err)
+	}
+	pid := c.Pid()
+	if pid <= 0 {
+		return "", errdefs.FailedPrecondition("target container %s is not running", target)
+	}
+	return "/proc/" + strconv.Itoa(pid) + "/ns/pid", nil
+}
+
+func ociPod(p *sandbox.Pod, cfg *runtimeapi.PodSandboxConfig) oci.Pod {
+	md := cfg.GetMetadata()
+	return oci.Pod{
+		ID: p.ID(), Name: md.GetName(), Namespace: md.GetNamespace(), UID: md.GetUid(),
+		Hostname: cfg.GetHostname(),
+		NetNS:    p.NetNSPath(), IPCNS: p.IPCNSPath(), UTSNS: p.UTSNSPath(), PIDNS: p.PIDNSPath(),
+		HostnamePath: p.HostnamePath(), HostsPath: p.HostsPath(), ResolvConfPath: p.ResolvPath(), ShmPath: p.ShmPath(),
+		CgroupParent: p.CgroupParent(), SystemdCgroup: p.Systemd(),
+		Sysctls:    cfg.GetLinux().GetSysctls(),
+		Privileged: cfg.GetLinux().GetSecurityContext().GetPrivileged(),
+	}
+}
+
+// logPath is the container's CRI log file: the pod's log directory joined with the container's relative log path.
+func logPath(pod *runtimeapi.PodSandboxConfig, c *runtimeapi.ContainerConfig) string {
+	if pod.GetLogDirectory() == "" || c.GetLogPath() == "" {
+		return ""
+	}
+	return filepath.Join(pod.GetLogDirectory(), c.GetLogPath())
+}
+
+func containerNameKey(podID string, md *runtimeapi.ContainerMetadata) string {
+	return fmt.Sprintf("%s_%s_%d", podID, md.GetName(), md.GetAttempt())
+}
+
+// inheritPodNamespaces gives a container that names no namespace modes its pod's: the kubelet always sends both,
+// crictl and other clients often send only the pod's.
+func inheritPodNamespaces(c *oci.ContainerConfig, pod *runtimeapi.PodSandboxConfig) {
+	podNS := pod.GetLinux().GetSecurityContext().GetNamespaceOptions()
+	if podNS == nil {
+		return
+	}
+	if c.Linux == nil {
+		c.Linux = &oci.LinuxContainerConfig{}
+	}
+	if c.Linux.SecurityContext == nil {
+		c.Linux.SecurityContext = &oci.LinuxContainerSecurityContext{}
+	}
+	if c.Linux.SecurityContext.NamespaceOptions == nil {
+		c.Linux.SecurityContext.NamespaceOptions = namespaceOption(podNS)
+	}
+}

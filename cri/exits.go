@@ -1,0 +1,102 @@
+package cri
+
+import (
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/berthcri/berth/oci/monitor"
+)
+
+// exitWatcher tells berthd when a container's monitor recorded its exit: the monitor renames exit.json into the
+// container's bundle dir, and inotify reports it. Nothing polls.
+type exitWatcher struct {
+	w      *fsnotify.Watcher
+	onExit func(id string)
+	log    *slog.Logger
+
+	mu      sync.Mutex
+	bundles map[string]string // bundle dir → container id
+}
+
+func newExitWatcher(onExit func(id string), log *slog.Logger) (*exitWatcher, error) {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return nil, err
+	}
+	e := &exitWatcher{w: w, onExit: onExit, log: log, bundles: map[string]string{}}
+	go e.run()
+	return e, nil
+}
+
+// watch starts watching a container's bundle. If the exit is already recorded, onExit runs at once.
+func (e *exitWatcher) watch(id, bundle string) error {
+	e.mu.Lock()
+	e.bundles[bundle] = id
+	e.mu.Unlock()
+	if err := e.w.Add(bundle); err != nil {
+		e.unwatch(bundle)
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(bundle, monitor.ExitFileName)); err == nil {
+		go e.onExit(id)
+	}
+	return nil
+}
+
+func (e *exitWatcher) unwatch(bundle string) {
+	e.mu.Lock()
+	_, ok := e.bundles[bundle]
+	delete(e.bundles, bundle)
+	e.mu.Unlock()
+	if ok {
+		_ = e.w.Remove(bundle) // gone already when the dir was removed
+	}
+}
+
+func (e *exitWatcher) close() error { return e.w.Close() }
+
+func (e *exitWatcher) run() {
+	for {
+		select {
+		case ev, ok := <-e.w.Events:
+			if !ok {
+				return
+			}
+			if filepath.Base(ev.Name) != monitor.ExitFileName || !ev.Has(fsnotify.Create) && !ev.Has(fsnotify.Write) {
+				continue
+			}
+			e.mu.Lock()
+			id, watched := e.bundles[filepath.Dir(ev.Name)]
+			e.mu.Unlock()
+			if watched {
+				e.onExit(id)
+			}
+		case err, ok := <-e.w.Errors:
+			if !ok {
+				return
+			}
+			if !errors.Is(err, fsnotify.ErrEventOverflow) {
+				e.log.Error("exit watcher", "err", err)
+				continue
+			}
+			// Events were lost: look at every watched bundle.
+			e.log.Warn("exit watcher overflowed; rescanning")
+			e.mu.Lock()
+			ids := make(map[string]string, len(e.bundles))
+			for b, id := range e.bundles {
+				ids[b] = id
+			}
+			e.mu.Unlock()
+			for b, id := range ids {
+				if _, err := os.Stat(filepath.Join(b, monitor.ExitFileName)); err == nil {
+					e.onExit(id)
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,155 @@
+package cri
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"time"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berthcri/berth/internal/errdefs"
+	"github.com/berthcri/berth/oci"
+	"github.com/berthcri/berth/sandbox"
+)
+
+// RunPodSandbox creates and starts a pod. The work runs detached from the call: a kubelet that times out and retries
+// with the same pod gets the first call's pod (names.go).
+func (s *RuntimeServer) RunPodSandbox(ctx context.Context, r *runtimeapi.RunPodSandboxRequest) (*runtimeapi.RunPodSandboxResponse, error) {
+	cfg := r.GetConfig()
+	if err := validatePodConfig(cfg); err != nil {
+		return nil, err
+	}
+	if h := r.GetRuntimeHandler(); h != "" && h != "runc" {
+		return nil, errdefs.NotFound("runtime handler", h)
+	}
+	key := podNameKey(cfg.GetMetadata())
+	res, first := s.podNames.reserve(key, newID())
+	if !first {
+		id, err := s.podNames.await(ctx, "pod sandbox", key, res)
+		if err != nil {
+			return nil, err
+		}
+		return &runtimeapi.RunPodSandboxResponse{PodSandboxId: id}, nil
+	}
+	err, delivered := detached(ctx, func(ctx context.Context) error {
+		err := s.runPod(ctx, res.id, r)
+		s.podNames.finish(key, res, err)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if delivered {
+		s.podNames.deliver(res)
+	}
+	return &runtimeapi.RunPodSandboxResponse{PodSandboxId: res.id}, nil
+}
+
+func (s *RuntimeServer) runPod(ctx context.Context, id string, r *runtimeapi.RunPodSandboxRequest) error {
+	unlock := s.podLocks.lock(id)
+	defer unlock()
+	log := Logger(ctx).With("pod", id)
+	rec := podRecord{ID: id, Config: r.GetConfig(), RuntimeHandler: r.GetRuntimeHandler(), State: podCreating,
+		CreatedAt: time.Now().UnixNano()}
+	// The record comes first: a berthd killed from here on finds it at start and rolls the pod back.
+	if err := s.pods.Create(id, rec); err != nil {
+		return fmt.Errorf("run pod %s: %w", id, err)
+	}
+	pod, err := s.opts.Sandboxes.Create(ctx, sandboxConfig(id, r.GetConfig()))
+	if err != nil {
+		if pod == nil { // rolled back
+			_ = s.pods.Delete(id)
+		}
+		return fmt.Errorf("run pod %s: %w", id, err)
+	}
+	var ips []string
+	if n := pod.Network(); n != nil {
+		for _, ip := range n.IPs {
+			ips = append(ips, ip.String())
+		}
+	}
+	if _, err := s.pods.Update(id, func(p *podRecord) error {
+		p.State, p.IPs = podReady, ips
+		return nil
+	}); err != nil {
+		cctx, cancel := cleanupContext(ctx)
+		defer cancel()
+		_ = s.opts.Sandboxes.Remove(cctx, pod)
+		_ = s.pods.Delete(id)
+		return fmt.Errorf("run pod %s: %w", id, err)
+	}
+	s.mu.Lock()
+	s.sandbox[id] = pod
+	s.mu.Unlock()
+	log.Info("pod ready", "name", r.GetConfig().GetMetadata().GetName(), "namespace", r.GetConfig().GetMetadata().GetNamespace(), "ips", ips)
+	return nil
+}
+
+func validatePodConfig(cfg *runtimeapi.PodSandboxConfig) error {
+	if cfg == nil {
+		return errdefs.InvalidArgument("config", "missing")
+	}
+	md := cfg.GetMetadata()
+	for field, v := range map[string]string{"config.metadata.name": md.GetName(), "config.metadata.namespace": md.GetNamespace(), "config.metadata.uid": md.GetUid()} {
+		if v == "" {
+			return errdefs.InvalidArgument(field, "must be set")
+		}
+	}
+	ns := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
+	if err := oci.ValidateSysctls(cfg.GetLinux().GetSysctls(), ns.GetNetwork() == runtimeapi.NamespaceMode_NODE,
+		ns.GetIpc() == runtimeapi.NamespaceMode_NODE); err != nil {
+		return err
+	}
+	if u := ns.GetUsernsOptions(); u != nil {
+		if err := oci.ValidateUserNamespace(userNamespace(u)); err != nil {
+			return err
+		}
+		if u.GetMode() == runtimeapi.NamespaceMode_POD {
+			return fmt.Errorf("config.linux.security_context.namespace_options.userns_options: user namespaces are not supported yet: %w", errdefs.ErrFailedPrecondition)
+		}
+	}
+	return nil
+}
+
+func sandboxConfig(id string, cfg *runtimeapi.PodSandboxConfig) sandbox.Config {
+	md := cfg.GetMetadata()
+	ns := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
+	out := sandbox.Config{
+		ID: id, Name: md.GetName(), Namespace: md.GetNamespace(), UID: md.GetUid(), Attempt: md.GetAttempt(),
+		Hostname: cfg.GetHostname(),
+		LogDir:   cfg.GetLogDirectory(),
+		DNS: sandbox.DNSConfig{Servers: cfg.GetDnsConfig().GetServers(), Searches: cfg.GetDnsConfig().GetSearches(),
+			Options: cfg.GetDnsConfig().GetOptions()},
+		CgroupParent: cfg.GetLinux().GetCgroupParent(),
+		Namespaces: sandbox.NamespaceOptions{Network: sandbox.NamespaceMode(ns.GetNetwork()),
+			PID: sandbox.NamespaceMode(ns.GetPid()), IPC: sandbox.NamespaceMode(ns.GetIpc())},
+		Sysctls: cfg.GetLinux().GetSysctls(),
+	}
+	for _, p := range cfg.GetPortMappings() {
+		out.PortMappings = append(out.PortMappings, sandbox.PortMapping{Protocol: p.GetProtocol().String(),
+			ContainerPort: p.GetContainerPort(), HostPort: p.GetHostPort(), HostIP: p.GetHostIp()})
+	}
+	return out
+}
+
+func podNameKey(md *runtimeapi.PodSandboxMetadata) string {
+	return fmt.Sprintf("%s_%s_%s_%d", md.GetName(), md.GetNamespace(), md.GetUid(), md.GetAttempt())
+}
+
+// newID returns a 64-hex-digit id, as the kubelet and crictl expect from containerd.
+func newID() string {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("crypto/rand: %v", err))
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// cleanupTimeout bounds rollback and teardown work, which never runs on a request's context.
+const cleanupTimeout = time.Minute
+
+func cleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+}

@@ -1,0 +1,97 @@
+package cri
+
+import (
+	"context"
+	"fmt"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berthcri/berth/internal/errdefs"
+)
+
+// StopPodSandbox kills every container of the pod and releases its network. It is idempotent and succeeds for an
+// unknown pod.
+func (s *RuntimeServer) StopPodSandbox(ctx context.Context, r *runtimeapi.StopPodSandboxRequest) (*runtimeapi.StopPodSandboxResponse, error) {
+	id := r.GetPodSandboxId()
+	if id == "" {
+		return nil, errdefs.InvalidArgument("pod_sandbox_id", "must be set")
+	}
+	if _, ok := s.pods.Get(id); !ok {
+		return &runtimeapi.StopPodSandboxResponse{}, nil
+	}
+	cctx, cancel := cleanupContext(ctx)
+	defer cancel()
+	if err := s.stopPod(cctx, id); err != nil {
+		return nil, err
+	}
+	return &runtimeapi.StopPodSandboxResponse{}, nil
+}
+
+func (s *RuntimeServer) stopPod(ctx context.Context, id string) error {
+	for _, c := range s.podContainers(id) {
+		if err := s.stopContainer(ctx, c.ID, 0); err != nil {
+			return fmt.Errorf("stop pod %s: %w", id, err)
+		}
+	}
+	unlock := s.podLocks.lock(id)
+	defer unlock()
+	if pod := s.sandboxPod(id); pod != nil {
+		if err := s.opts.Sandboxes.Stop(ctx, pod); err != nil {
+			return fmt.Errorf("stop pod %s: %w", id, err)
+		}
+	}
+	_, err := s.pods.Update(id, func(p *podRecord) error {
+		p.State = podNotReady
+		return nil
+	})
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+// RemovePodSandbox removes the pod, stopping it first; idempotent, and OK for an unknown pod.
+func (s *RuntimeServer) RemovePodSandbox(ctx context.Context, r *runtimeapi.RemovePodSandboxRequest) (*runtimeapi.RemovePodSandboxResponse, error) {
+	id := r.GetPodSandboxId()
+	if id == "" {
+		return nil, errdefs.InvalidArgument("pod_sandbox_id", "must be set")
+	}
+	rec, ok := s.pods.Get(id)
+	if !ok {
+		return &runtimeapi.RemovePodSandboxResponse{}, nil
+	}
+	cctx, cancel := cleanupContext(ctx)
+	defer cancel()
+	for _, c := range s.podContainers(id) {
+		if err := s.removeContainer(cctx, c.ID); err != nil {
+			return nil, fmt.Errorf("remove pod %s: %w", id, err)
+		}
+	}
+	unlock := s.podLocks.lock(id)
+	defer unlock()
+	if pod := s.sandboxPod(id); pod != nil {
+		if err := s.opts.Sandboxes.Remove(cctx, pod); err != nil {
+			return nil, fmt.Errorf("remove pod %s: %w", id, err)
+		}
+	}
+	if err := s.pods.Delete(id); err != nil {
+		return nil, fmt.Errorf("remove pod %s: %w", id, err)
+	}
+	s.mu.Lock()
+	delete(s.sandbox, id)
+	s.mu.Unlock()
+	s.podNames.release(podNameKey(rec.Config.GetMetadata()), id)
+	Logger(ctx).Info("pod removed", "pod", id)
+	return &runtimeapi.RemovePodSandboxResponse{}, nil
+}
+
+// podContainers lists the records of a pod's containers.
+func (s *RuntimeServer) podContainers(podID string) []containerRecord {
+	var out []containerRecord
+	for _, c := range s.containers.List() {
+		if c.PodID == podID {
+			out = append(out, c)
+		}
+	}
+	return out
+}

@@ -1,0 +1,90 @@
+package cri
+
+import (
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berthcri/berth/oci/monitor"
+)
+
+// Records are the truth berthd keeps on disk (internal/store, one JSON file each, under <root>/pods and
+// <root>/containers); everything else in memory is rebuilt from them, the pod runtime dirs and the monitors.
+//
+// Pod states:
+//
+//	RunPodSandbox ─► creating ──ok──► ready ──StopPodSandbox──► notready ──RemovePodSandbox──► (record deleted)
+//	                    │                └──────────RemovePodSandbox (stops first)──────────────────┘
+//	                    └─fails─► rolled back, record deleted
+//
+// A berthd that dies during creating finds the record at start and rolls the pod back. A pod whose monitor is gone
+// (or whose runtime dir vanished with a reboot) is reported notready.
+//
+// Container states:
+//
+//	CreateContainer ─► creating ──ok──► created ──StartContainer──► running ──process exits──► exited
+//	                      │                └────────StopContainer / exit before start──────────────┘
+//	                      └─fails─► rolled back, record deleted      RemoveContainer (any state) ─► deleted
+//
+// The monitor records each exit in <bundle>/exit.json; berthd watches for it (exits.go) and moves running → exited.
+type (
+	podState       string
+	containerState string
+)
+
+const (
+	podCreating podState = "creating"
+	podReady    podState = "ready"
+	podNotReady podState = "notready"
+
+	ctrCreating containerState = "creating"
+	ctrCreated  containerState = "created"
+	ctrRunning  containerState = "running"
+	ctrExited   containerState = "exited"
+)
+
+const (
+	podRecordVersion       = 1
+	containerRecordVersion = 1
+)
+
+type podRecord struct {
+	ID             string                       `json:"id"`
+	Config         *runtimeapi.PodSandboxConfig `json:"config"` // as the kubelet sent it: labels etc. round-trip
+	RuntimeHandler string                       `json:"runtime_handler,omitempty"`
+	State          podState                     `json:"state"`
+	CreatedAt      int64                        `json:"created_at"` // unix nanoseconds
+	IPs            []string                     `json:"ips,omitempty"`
+}
+
+type containerRecord struct {
+	ID        string                      `json:"id"`
+	PodID     string                      `json:"pod_id"`
+	Config    *runtimeapi.ContainerConfig `json:"config"`
+	ImageID   string                      `json:"image_id"`   // config digest: image_ref and image_id in statuses
+	ImageName string                      `json:"image_name"` // as requested, for ContainerStatus.image
+	State     containerState              `json:"state"`
+	CreatedAt int64                       `json:"created_at"`
+	StartedAt int64                       `json:"started_at,omitempty"`
+	// FinishedAt, ExitCode, Reason and Message are set when the container exited.
+	FinishedAt int64  `json:"finished_at,omitempty"`
+	ExitCode   int32  `json:"exit_code,omitempty"`
+	Reason     string `json:"reason,omitempty"`
+	Message    string `json:"message,omitempty"`
+	LogPath    string `json:"log_path,omitempty"` // absolute
+	Bundle     string `json:"bundle"`             // <pod dir>/containers/<id>: config.json, rootfs, exit.json
+	// User is the effective identity of the container's process, for ContainerStatus.user.
+	UID            int64   `json:"uid"`
+	GID            int64   `json:"gid"`
+	AdditionalGIDs []int64 `json:"additional_gids,omitempty"`
+	StopSignal     string  `json:"stop_signal,omitempty"`
+}
+
+// exitReason is the CRI reason for an exit: what the kubelet shows as the container's last state.
+func exitReason(e *monitor.Exit) string {
+	switch {
+	case e.OOMKilled:
+		return "OOMKilled"
+	case e.ExitCode == 0:
+		return "Completed"
+	}
+	return "Error"
+}

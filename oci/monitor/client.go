@@ -1,0 +1,385 @@
+package monitor
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/berthcri/berth/internal/errdefs"
+)
+
+// StartOptions describe the monitor of one pod.
+type StartOptions struct {
+	PodID string
+	Dir   string // the pod's runtime directory, <state>/pods/<id>; created if missing
+	// RuncRoot is libcontainer's state root, <state>/runc.
+	RuncRoot string
+	// CgroupPath is the pod's cgroup (cgroupfs path, or the slice with Systemd); the monitor and the
+	// pause process live in <CgroupPath>/berth-monitor (a berth-monitor-<pod>.scope with systemd).
+	// Empty leaves the monitor in berthd's cgroup.
+	CgroupPath string
+	Systemd    bool
+	// NeedPause runs the pod's PID-namespace init; its pid is Client.PausePid.
+	NeedPause bool
+	// Binary is berthd's executable; empty is /proc/self/exe.
+	Binary string
+}
+
+// Client talks to one pod's monitor. It holds no connection: each call dials the socket, so a Client
+// stays valid as long as the monitor runs.
+type Client struct {
+	dir      string
+	pid      int
+	pausePid int
+}
+
+// connectTimeout bounds Connect's handshake.
+const connectTimeout = 5 * time.Second
+
+// Start starts the monitor of a pod and connects to it. The monitor runs in its own session and is
+// reaped by the caller if it exits while the caller lives. A monitor already answering in o.Dir is an
+// error wrapping errdefs.ErrAlreadyExists.
+func Start(ctx context.Context, o StartOptions) (*Client, error) {
+	if !filepath.IsAbs(o.Dir) {
+		return nil, errdefs.InvalidArgument("dir", "%q is not an absolute path", o.Dir)
+	}
+	if o.RuncRoot == "" {
+		return nil, errdefs.InvalidArgument("runc root", "empty")
+	}
+	if _, err := Connect(o.Dir); err == nil {
+		return nil, fmt.Errorf("monitor in %s: %w", o.Dir, errdefs.ErrAlreadyExists)
+	}
+	if err := os.MkdirAll(o.Dir, 0o711); err != nil {
+		return nil, fmt.Errorf("monitor dir: %w", err)
+	}
+	logf, err := os.OpenFile(filepath.Join(o.Dir, LogFileName), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("monitor log: %w", err)
+	}
+	defer logf.Close()
+	readyR, readyW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer readyR.Close()
+
+	bin := o.Binary
+	if bin == "" {
+		bin = "/proc/self/exe"
+	}
+	args := []string{Arg, "-dir", o.Dir, "-runc-root", o.RuncRoot, "-ready-fd", "3"}
+	if o.PodID != "" {
+		args = append(args, "-pod", o.PodID)
+	}
+	if o.CgroupPath != "" {
+		args = append(args, "-cgroup", o.CgroupPath)
+	}
+	if o.Systemd {
+		args = append(args, "-systemd")
+	}
+	if o.NeedPause {
+		args = append(args, "-pause")
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Args[0] = os.Args[0]
+	cmd.Dir = "/"
+	cmd.Env = monitorEnv()
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.ExtraFiles = []*os.File{readyW}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	err = cmd.Start()
+	readyW.Close()
+	if err != nil {
+		return nil, fmt.Errorf("start monitor: %w", err)
+	}
+	go cmd.Wait()
+
+	msg, err := readReady(ctx, readyR)
+	if err == nil && msg != "ok" {
+		err = fmt.Errorf("%s (see %s)", strings.TrimPrefix(msg, "error: "), filepath.Join(o.Dir, LogFileName))
+		if msg == "" {
+			err = fmt.Errorf("exited before it was ready (see %s)", filepath.Join(o.Dir, LogFileName))
+		}
+	}
+	if err != nil {
+		cmd.Process.Kill()
+		return nil, fmt.Errorf("start monitor: %w", err)
+	}
+	return Connect(o.Dir)
+}
+
+// monitorEnv is berthd's environment without what systemd meant for berthd alone, and with one P.
+func monitorEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		switch k, _, _ := strings.Cut(kv, "="); k {
+		case "NOTIFY_SOCKET", "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "GOMAXPROCS":
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env, "GOMAXPROCS=1")
+}
+
+func readReady(ctx context.Context, r *os.File) (string, error) {
+	type result struct {
+		msg string
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		b, err := io.ReadAll(io.LimitReader(r, 4096))
+		ch <- result{strings.TrimSpace(string(b)), err}
+	}()
+	select {
+	case res := <-ch:
+		return res.msg, res.err
+	case <-ctx.Done():
+		r.Close()
+		return "", ctx.Err()
+	}
+}
+
+// Connect connects to the monitor running in dir, e.g. after berthd restarted. An error wraps
+// errdefs.ErrUnavailable when no monitor answers.
+func Connect(dir string) (*Client, error) {
+	c := &Client{dir: dir}
+	ctx, cancel := context.WithTimeout(context.Background(), connectTimeout)
+	defer cancel()
+	resp, err := c.call(ctx, request{Op: opHello})
+	if err != nil {
+		return nil, err
+	}
+	if resp.Hello == nil {
+		return nil, fmt.Errorf("monitor %s: no hello", dir)
+	}
+	c.pid, c.pausePid = resp.Hello.Pid, resp.Hello.PausePid
+	return c, nil
+}
+
+// Dir is the pod directory of the monitor.
+func (c *Client) Dir() string { return c.dir }
+
+// Pid is the monitor's pid.
+func (c *Client) Pid() int { return c.pid }
+
+// PausePid is the pid of the pod's PID-namespace init, 0 if it has none. Containers join the pod's PID
+// namespace at /proc/<PausePid>/ns/pid.
+func (c *Client) PausePid() int { return c.pausePid }
+
+// Create creates a container from its bundle; it is "created" (its process waits for Start).
+func (c *Client) Create(ctx context.Context, r CreateRequest) error {
+	_, err := c.call(ctx, request{Op: opCreate, ID: r.ID, Create: &r})
+	return err
+}
+
+// Start runs a created container's process.
+func (c *Client) Start(ctx context.Context, id string) error {
+	_, err := c.call(ctx, request{Op: opStart, ID: id})
+	return err
+}
+
+// Signal sends sig to the container's init process; SIGKILL goes to every process of the container.
+// A container that has exited is not an error.
+func (c *Client) Signal(ctx context.Context, id string, sig syscall.Signal) error {
+	_, err := c.call(ctx, request{Op: opSignal, ID: id, Signal: int(sig)})
+	return err
+}
+
+// State lists the monitor's containers, sorted by id.
+func (c *Client) State(ctx context.Context) ([]ContainerState, error) {
+	resp, err := c.call(ctx, request{Op: opState})
+	if err != nil {
+		return nil, err
+	}
+	return resp.Containers, nil
+}
+
+// Remove kills the container if it runs, destroys it (cgroup, libcontainer state) and forgets it. It
+// succeeds for an unknown id.
+func (c *Client) Remove(ctx context.Context, id string) error {
+	_, err := c.call(ctx, request{Op: opRemove, ID: id})
+	return err
+}
+
+// ReopenLog reopens the container's log file after the kubelet rotated it.
+func (c *Client) ReopenLog(ctx context.Context, id string) error {
+	_, err := c.call(ctx, request{Op: opReopenLog, ID: id})
+	return err
+}
+
+// Shutdown removes every container left, stops the pause process and waits for the monitor to exit.
+func (c *Client) Shutdown(ctx context.Context) error {
+	// Opened first, so that the pid cannot be reused before we wait on it.
+	pidfd, perr := unix.PidfdOpen(c.pid, 0)
+	if perr == nil {
+		defer unix.Close(pidfd)
+	}
+	if _, err := c.call(ctx, request{Op: opShutdown}); err != nil {
+		return err
+	}
+	if perr != nil {
+		return nil
+	}
+	for {
+		fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, 100)
+		if n > 0 {
+			return nil
+		}
+		if err != nil && err != unix.EINTR {
+			return fmt.Errorf("wait for monitor %d: %w", c.pid, err)
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("wait for monitor %d to exit: %w", c.pid, ctx.Err())
+		}
+	}
+}
+
+// Attach streams the container's output to stdout and stderr (nil: not wanted; with a terminal
+// everything is stdout) and stdin to the container, with terminal resizes, until the container exits
+// (nil error) or ctx ends. Attach does not wait for stdin: its copy ends at the next Read.
+func (c *Client) Attach(ctx context.Context, id string, stdin io.Reader, stdout, stderr io.Writer, resize <-chan Size) error {
+	opts := &attachOpts{Stdin: stdin != nil, Stdout: stdout != nil, Stderr: stderr != nil}
+	conn, br, _, err := c.open(ctx, request{Op: opAttach, ID: id, Attach: opts})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	done := make(chan struct{})
+	defer close(done)
+
+	var wmu sync.Mutex
+	send := func(typ byte, p []byte) error {
+		wmu.Lock()
+		defer wmu.Unlock()
+		return writeFrame(conn, typ, p)
+	}
+	if stdin != nil {
+		go func() {
+			buf := make([]byte, maxFrame)
+			for {
+				n, err := stdin.Read(buf)
+				if n > 0 && send(frameStdin, buf[:n]) != nil {
+					return
+				}
+				if err != nil {
+					send(frameStdinClose, nil)
+					return
+				}
+			}
+		}()
+	}
+	if resize != nil {
+		go func() {
+			for {
+				select {
+				case sz, ok := <-resize:
+					if !ok {
+						return
+					}
+					var b [4]byte
+					binary.BigEndian.PutUint16(b[0:2], sz.Width)
+					binary.BigEndian.PutUint16(b[2:4], sz.Height)
+					if send(frameResize, b[:]) != nil {
+						return
+					}
+				case <-done:
+					return
+				}
+			}
+		}()
+	}
+	buf := make([]byte, maxFrame)
+	for {
+		typ, p, err := readFrame(br, buf)
+		if err != nil {
+			if ctx.Err() != nil {
+				return fmt.Errorf("attach %s: %w", id, ctx.Err())
+			}
+			return fmt.Errorf("attach %s: monitor connection lost: %v: %w", id, err, errdefs.ErrUnavailable)
+		}
+		switch typ {
+		case frameStdout:
+			if stdout != nil {
+				stdout.Write(p)
+			}
+		case frameStderr:
+			if stderr != nil {
+				stderr.Write(p)
+			}
+		case frameExit:
+			return nil
+		}
+	}
+}
+
+func (c *Client) call(ctx context.Context, req request) (*response, error) {
+	conn, _, resp, err := c.open(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	conn.Close()
+	return resp, nil
+}
+
+// open sends req and reads the response; the connection stays open for what follows it (attach).
+func (c *Client) open(ctx context.Context, req request) (*net.UnixConn, *bufio.Reader, *response, error) {
+	var d net.Dialer
+	var nc net.Conn
+	err := withSocketPath(c.dir, func(addr string) (err error) {
+		nc, err = d.DialContext(ctx, "unix", addr)
+		return err
+	})
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("monitor %s: %w: %v", c.dir, errdefs.ErrUnavailable, err)
+	}
+	conn := nc.(*net.UnixConn)
+	fail := func(err error) (*net.UnixConn, *bufio.Reader, *response, error) {
+		conn.Close()
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		} else if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) {
+			err = fmt.Errorf("%w: %v", errdefs.ErrUnavailable, err)
+		}
+		return nil, nil, nil, fmt.Errorf("monitor %s %s: %w", c.dir, req.Op, err)
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(dl)
+	}
+	// A cancelled ctx without deadline still interrupts the exchange.
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	if err := writeLine(conn, req); err != nil {
+		return fail(err)
+	}
+	br := bufio.NewReaderSize(conn, 4096)
+	var resp response
+	if err := readLine(br, &resp); err != nil {
+		return fail(err)
+	}
+	if !stop() && ctx.Err() != nil {
+		return fail(ctx.Err())
+	}
+	conn.SetDeadline(time.Time{})
+	if err := responseErr(req.Op, &resp); err != nil {
+		conn.Close()
+		return nil, nil, nil, err
+	}
+	return conn, br, &resp, nil
+}

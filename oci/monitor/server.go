@@ -1,0 +1,349 @@
+// Package monitor is berth's per-pod monitor: "berthd monitor", re-executed by berthd for each pod, in
+// its own session and in the pod's cgroup. The monitor is the parent and subreaper of the pod's
+// containers: it creates and starts them with libcontainer (oci/runc), holds their stdio, writes their
+// CRI logs (oci/crilog), records each exit in <bundle>/exit.json, serves attach, and runs the pod's
+// PID-namespace init (oci/pause) when the pod shares one. berthd can die and come back: it reconnects
+// with Connect. The monitor exits on Shutdown, after destroying what is left of its containers.
+//
+// The monitor is the same binary as berthd, so its memory is mostly the Go runtime and what the linked
+// packages' init functions allocate; Main keeps the runtime small (GC target, memory limit, one P).
+package monitor
+
+import (
+	"bufio"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/opencontainers/cgroups"
+	"github.com/opencontainers/cgroups/manager"
+	"golang.org/x/sys/unix"
+
+	"github.com/berthcri/berth/internal/errdefs"
+	"github.com/berthcri/berth/oci/pause"
+	"github.com/berthcri/berth/oci/runc"
+)
+
+// Arg is the first argument that makes berthd a monitor.
+const Arg = "monitor"
+
+// cgroupName is the monitor's own cgroup under the pod cgroup: on cgroup v2 a cgroup with child
+// cgroups cannot hold processes.
+const cgroupName = "berth-monitor"
+
+type config struct {
+	dir, podID, runcRoot, cgroup string
+	systemd, pause               bool
+	readyFD                      int
+}
+
+// Main runs the monitor; args follow "monitor". It returns the process exit code.
+func Main(args []string) int {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	var cfg config
+	fs := flag.NewFlagSet("berthd monitor", flag.ContinueOnError)
+	fs.StringVar(&cfg.dir, "dir", "", "pod runtime directory")
+	fs.StringVar(&cfg.podID, "pod", "", "pod id")
+	fs.StringVar(&cfg.runcRoot, "runc-root", "", "libcontainer state root")
+	fs.StringVar(&cfg.cgroup, "cgroup", "", "pod cgroup (a slice with -systemd); the monitor joins a cgroup below it")
+	fs.BoolVar(&cfg.systemd, "systemd", false, "use the systemd cgroup driver")
+	fs.BoolVar(&cfg.pause, "pause", false, "run a PID-namespace init for the pod")
+	fs.IntVar(&cfg.readyFD, "ready-fd", -1, "file descriptor to report readiness on")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if cfg.dir == "" || cfg.runcRoot == "" || fs.NArg() > 0 {
+		fmt.Fprintln(os.Stderr, "usage: berthd monitor -dir <pod dir> -runc-root <dir> [-pod id] [-cgroup path] [-systemd] [-pause] [-ready-fd n]")
+		return 2
+	}
+	// The heap of an idle monitor is a few hundred KiB: collect early rather than let it double.
+	debug.SetGCPercent(25)
+	debug.SetMemoryLimit(8 << 20)
+	log = log.With("pod", cfg.podID)
+
+	var ready *os.File
+	if cfg.readyFD >= 0 {
+		// Not inherited by the pause process: Start reads until every copy is closed.
+		unix.CloseOnExec(cfg.readyFD)
+		ready = os.NewFile(uintptr(cfg.readyFD), "ready")
+	}
+	s, err := newServer(cfg, log)
+	if ready != nil {
+		msg := "ok\n"
+		if err != nil {
+			msg = "error: " + err.Error() + "\n"
+		}
+		ready.WriteString(msg)
+		ready.Close()
+	}
+	if err != nil {
+		log.Error("monitor failed to start", "err", err)
+		return 1
+	}
+	log.Info("monitor started", "pid", os.Getpid(), "pause_pid", s.pausePid)
+	// What the init functions of the linked packages allocated and dropped goes back to the kernel now
+	// rather than when the background scavenger gets to it.
+	debug.FreeOSMemory()
+	s.serve()
+	s.cleanup()
+	log.Info("monitor exiting")
+	return 0
+}
+
+type server struct {
+	dir       string
+	rt        *runc.Runtime
+	reaper    *reaper
+	log       *slog.Logger
+	ln        *net.UnixListener
+	pausePid  int
+	pauseExit <-chan unix.WaitStatus
+
+	mu         sync.Mutex
+	containers map[string]*container
+	closing    bool
+}
+
+func newServer(cfg config, log *slog.Logger) (*server, error) {
+	if cfg.cgroup != "" {
+		if err := joinCgroup(cfg.cgroup, cfg.systemd, cfg.podID); err != nil {
+			return nil, err
+		}
+	}
+	r, err := newReaper()
+	if err != nil {
+		return nil, err
+	}
+	s := &server{
+		dir:        cfg.dir,
+		rt:         &runc.Runtime{Root: cfg.runcRoot, Systemd: cfg.systemd},
+		reaper:     r,
+		log:        log,
+		containers: make(map[string]*container),
+	}
+	if cfg.pause {
+		if err := s.startPause(); err != nil {
+			return nil, err
+		}
+	}
+	sock := filepath.Join(cfg.dir, SocketName)
+	os.Remove(sock)
+	err = withSocketPath(cfg.dir, func(addr string) (err error) {
+		s.ln, err = net.ListenUnix("unix", &net.UnixAddr{Name: addr, Net: "unix"})
+		if err == nil {
+			s.ln.SetUnlinkOnClose(false) // the address may be a /proc/self/fd path; the file is removed by name
+		}
+		return err
+	})
+	if err != nil {
+		s.stopPause()
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	if err := os.Chmod(sock, 0o600); err != nil {
+		s.ln.Close()
+		s.stopPause()
+		return nil, err
+	}
+	if err := writePidFile(filepath.Join(cfg.dir, PidFileName), os.Getpid()); err != nil {
+		s.ln.Close()
+		s.stopPause()
+		return nil, err
+	}
+	return s, nil
+}
+
+func joinCgroup(path string, systemd bool, podID string) error {
+	cg := &cgroups.Cgroup{Resources: &cgroups.Resources{}}
+	if systemd {
+		cg.Systemd, cg.Parent, cg.ScopePrefix, cg.Name = true, path, cgroupName, podID
+	} else {
+		// One leaf per pod: pods may share a cgroup parent (a re-created sandbox, or a parent like /test.slice).
+		cg.Path = filepath.Join(path, cgroupName+"-"+podID)
+	}
+	m, err := manager.New(cg)
+	if err == nil {
+		err = m.Apply(os.Getpid())
+	}
+	if err != nil {
+		return fmt.Errorf("join pod cgroup %s: %w", path, err)
+	}
+	return nil
+}
+
+// startPause runs the pod's PID-namespace init, a child of the monitor in the pod cgroup.
+func (s *server) startPause() error {
+	dir := filepath.Join(s.dir, PauseDirName)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("pause dir: %w", err)
+	}
+	// /proc/self/exe: the monitor's own binary, even after berthd was replaced on disk.
+	cmd := pause.Command("/proc/self/exe", dir)
+	s.reaper.starting.RLock()
+	err := cmd.Start()
+	if err == nil {
+		s.pausePid = cmd.Process.Pid
+		s.pauseExit = s.reaper.watch(s.pausePid)
+	}
+	s.reaper.starting.RUnlock()
+	if err != nil {
+		return fmt.Errorf("start pause: %w", err)
+	}
+	cmd.Process.Release() // the reaper waits for it
+	if err := writePidFile(filepath.Join(s.dir, PausePidName), s.pausePid); err != nil {
+		s.stopPause()
+		return err
+	}
+	go func(exit <-chan unix.WaitStatus) {
+		ws, ok := <-exit
+		if ok {
+			s.log.Info("pause process exited", "status", waitString(ws))
+		}
+	}(s.pauseExit)
+	return nil
+}
+
+func (s *server) stopPause() {
+	if s.pausePid == 0 {
+		return
+	}
+	unix.Kill(s.pausePid, unix.SIGKILL)
+	// The reaper reaps it; wait for the pid to be gone so that callers see it gone.
+	for range 500 {
+		if err := unix.Kill(s.pausePid, 0); err == unix.ESRCH {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	os.Remove(filepath.Join(s.dir, PausePidName))
+	s.pausePid = 0
+}
+
+func (s *server) serve() {
+	for {
+		conn, err := s.ln.AcceptUnix()
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				s.log.Error("accept", "err", err)
+				time.Sleep(100 * time.Millisecond)
+				continue
+			}
+			return
+		}
+		go s.handle(conn)
+	}
+}
+
+func (s *server) cleanup() {
+	os.Remove(filepath.Join(s.dir, SocketName))
+	os.Remove(filepath.Join(s.dir, PidFileName))
+}
+
+func (s *server) handle(conn *net.UnixConn) {
+	defer conn.Close()
+	conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	br := bufio.NewReaderSize(conn, 4096)
+	var req request
+	if err := readLine(br, &req); err != nil {
+		s.log.Warn("bad request", "err", err)
+		return
+	}
+	conn.SetReadDeadline(time.Time{})
+	if req.Op == opAttach {
+		s.attach(conn, br, &req)
+		return
+	}
+	var resp response
+	var err error
+	switch req.Op {
+	case opHello:
+		resp.Hello = &hello{Pid: os.Getpid(), PausePid: s.pausePid}
+	case opCreate:
+		err = s.create(req.Create)
+	case opStart:
+		err = s.start(req.ID)
+	case opSignal:
+		err = s.signal(req.ID, syscall.Signal(req.Signal))
+	case opState:
+		resp.Containers = s.states()
+	case opRemove:
+		err = s.remove(req.ID)
+	case opReopenLog:
+		err = s.reopenLog(req.ID)
+	case opShutdown:
+		err = s.shutdown()
+	default:
+		err = errdefs.InvalidArgument("op", "unknown operation %q", req.Op)
+	}
+	if err != nil {
+		resp = errResponse(err)
+		if req.Op != opState {
+			s.log.Warn("request failed", "op", req.Op, "id", req.ID, "err", err)
+		}
+	}
+	writeLine(conn, resp)
+	if req.Op == opShutdown && err == nil {
+		s.ln.Close()
+	}
+}
+
+func (s *server) get(id string) (*container, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.containers[id]
+	if !ok {
+		return nil, errdefs.NotFound("container", id)
+	}
+	return c, nil
+}
+
+func (s *server) states() []ContainerState {
+	s.mu.Lock()
+	cs := make([]*container, 0, len(s.containers))
+	for _, c := range s.containers {
+		cs = append(cs, c)
+	}
+	s.mu.Unlock()
+	out := make([]ContainerState, 0, len(cs))
+	for _, c := range cs {
+		if st, ok := c.state(); ok {
+			out = append(out, st)
+		}
+	}
+	slices.SortFunc(out, func(a, b ContainerState) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
+// shutdown destroys every container and the pause process; the caller then stops serving.
+func (s *server) shutdown() error {
+	s.mu.Lock()
+	s.closing = true
+	ids := make([]string, 0, len(s.containers))
+	for id := range s.containers {
+		ids = append(ids, id)
+	}
+	s.mu.Unlock()
+	for _, id := range ids {
+		if err := s.remove(id); err != nil {
+			return err
+		}
+	}
+	s.stopPause()
+	return nil
+}
+
+func waitString(ws unix.WaitStatus) string {
+	if ws.Signaled() {
+		return "killed by " + unix.SignalName(ws.Signal())
+	}
+	return fmt.Sprintf("exit code %d", ws.ExitStatus())
+}
