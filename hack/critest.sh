@@ -18,6 +18,7 @@ work=$(mktemp -d /tmp/berth-critest.XXXXXX)
 sock=$work/berth.sock
 berthd_pid=
 result=
+own_registry=
 
 shm_before=$(hack/leaks.sh shm)
 cleanup() {
@@ -25,7 +26,7 @@ cleanup() {
   if [ -n "$berthd_pid" ] && kill -0 "$berthd_pid" 2>/dev/null; then
     kill -TERM "$berthd_pid"; wait "$berthd_pid" 2>/dev/null || true
   fi
-  hack/testbed.sh stop >/dev/null 2>&1 || true
+  [ -n "$own_registry" ] && { hack/testbed.sh stop >/dev/null 2>&1 || true; }
   # berthd makes <state>/pods a shared mount on purpose and leaves it for its next start; it is not a leak.
   umount "$work/state/pods" 2>/dev/null || true
   hack/leaks.sh clean "$work" "$shm_before" || rc=1
@@ -35,6 +36,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# A registry someone else started (another run, a developer) is reused and left running.
+own_registry=
+curl -fsS -o /dev/null "http://127.0.0.1:${BERTH_REGISTRY_PORT:-5000}/v2/" 2>/dev/null || own_registry=1
 hack/testbed.sh start >"$out/testbed.log" 2>&1 || { cat "$out/testbed.log" >&2; exit 1; }
 
 mkdir -p "$work/etc/berth.d" "$work/net.d"
