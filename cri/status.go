@@ -3,7 +3,11 @@ package cri
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"sync"
+
+	"golang.org/x/sys/unix"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
@@ -21,9 +25,11 @@ func (s *RuntimeServer) Status(ctx context.Context, r *runtimeapi.StatusRequest)
 	resp := &runtimeapi.StatusResponse{
 		Status: &runtimeapi.RuntimeStatus{Conditions: []*runtimeapi.RuntimeCondition{runtimeReady, networkReady}},
 		RuntimeHandlers: []*runtimeapi.RuntimeHandler{
-			{Name: "", Features: &runtimeapi.RuntimeHandlerFeatures{}},
+			{Name: "", Features: handlerFeatures()},
+			{Name: "runc", Features: handlerFeatures()},
 		},
-		Features: &runtimeapi.RuntimeFeatures{},
+		// ResolveUser (oci/user.go) implements SupplementalGroupsPolicy Merge and Strict, and ContainerStatus.user.
+		Features: &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: true},
 	}
 	if r.GetVerbose() {
 		info := map[string]string{}
@@ -41,3 +47,14 @@ func (s *RuntimeServer) Status(ctx context.Context, r *runtimeapi.StatusRequest)
 	}
 	return resp, nil
 }
+
+// handlerFeatures are the features of berth's one handler (libcontainer), served as "" and "runc".
+func handlerFeatures() *runtimeapi.RuntimeHandlerFeatures {
+	return &runtimeapi.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: hasMountSetattr()}
+}
+
+// hasMountSetattr says whether the kernel has mount_setattr(2) (Linux 5.12), which recursive read-only mounts need.
+var hasMountSetattr = sync.OnceValue(func() bool {
+	err := unix.MountSetattr(-1, "", 0, &unix.MountAttr{})
+	return !errors.Is(err, unix.ENOSYS)
+})
