@@ -35,7 +35,7 @@ unit:
 	$(GO) test -race -count=1 ./...
 
 integration: build
-	$(GO) test -race -count=1 -tags integration ./cmd/berthd/
+	hack/integration.sh
 
 critest:
 	hack/critest.sh

@@ -56,7 +56,24 @@ func newDaemon(t *testing.T, extraConfig string) *daemon {
 	if err := os.WriteFile(d.config, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// The test-bed registry's mirror drop-in (hack/integration.sh), so tests can pull critest's images offline.
+	if mirrors := os.Getenv("BERTH_TEST_MIRRORS"); mirrors != "" {
+		os.MkdirAll(filepath.Join(dir, "berth.d"), 0o755)
+		if err := os.WriteFile(filepath.Join(dir, "berth.d", "10-mirrors.toml"), must(os.ReadFile(mirrors)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// berthd leaves <state>/pods shared-mounted for its next start; the test's temp dir must not keep it.
+	t.Cleanup(func() { syscall.Unmount(filepath.Join(dir, "state", "pods"), syscall.MNT_DETACH) })
 	return d
+}
+
+// needImages skips a test that pulls images when no test-bed registry is configured (run it via hack/integration.sh).
+func needImages(t *testing.T) {
+	t.Helper()
+	if os.Getenv("BERTH_TEST_MIRRORS") == "" {
+		t.Skip("no test-bed registry: run through hack/integration.sh")
+	}
 }
 
 func (d *daemon) start(t *testing.T) {
