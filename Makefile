@@ -44,7 +44,7 @@ fuzz:
 	hack/fuzz.sh
 
 bench:
-	hack/bench/pull.sh
+	hack/bench/run.sh
 
 lint:
 	$(GO) vet -tags seccomp ./...

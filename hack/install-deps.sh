@@ -11,6 +11,7 @@ packages=(
   busybox-static                       # static test image base; hack/cmd/mkimages reads /usr/bin/busybox
   iptables iproute2 kmod               # CNI bridge/portmap plugins (iptables, br_netfilter)
   procps util-linux                    # ps/pgrep/sysctl; critest runs ipcmk on the host (HostIpc specs)
+  jq                                   # hack/bench reads critest's benchmark JSON
 )
 tools=${BERTH_TOOLS:-$HOME/.cache/berth/tools}
 log=$(mktemp)

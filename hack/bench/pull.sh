@@ -16,108 +16,12 @@ runs=${RUNS:-5}
 out=${BERTH_BENCH_OUT:-$root/_output/bench}
 critest_image=public.ecr.aws/docker/library/busybox:1.35.0-glibc
 
-die() { echo "bench: $*" >&2; exit 1; }
-
-[ "$(id -u)" = 0 ] || die "must run as root"
-tools=$(hack/tools.sh)
-crictl=$tools/bin/crictl
-eval "$(hack/testbed.sh env)"
+source hack/bench/lib.sh
 for repo in bench/big bench/small-files; do
   curl -sf -o /dev/null "http://$BERTH_REGISTRY/v2/$repo/tags/list" ||
     die "$repo is not in the registry at $BERTH_REGISTRY: run hack/testbed.sh start -bench"
 done
-[ -f "$BERTH_REGISTRY_MIRRORS" ] || die "$BERTH_REGISTRY_MIRRORS missing: run hack/testbed.sh start -bench"
-make --no-print-directory build >/dev/null
-mkdir -p "$out"
-work=$(mktemp -d /tmp/berth-bench.XXXXXX)
-pids=()
 
-cleanup() {
-  local pid
-  for pid in "${pids[@]}"; do
-    if kill -TERM "$pid" 2>/dev/null; then wait "$pid" 2>/dev/null || true; fi
-  done
-  # containerd leaves its overlay snapshots mounted only while containers run; none ran here.
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-# wait_cri SOCKET PID LOG: wait until the CRI server at SOCKET answers, failing if PID exits first.
-wait_cri() {
-  for _ in $(seq 150); do
-    "$crictl" --runtime-endpoint "unix://$1" --timeout 2s version >/dev/null 2>&1 && return 0
-    kill -0 "$2" 2>/dev/null || { tail -20 "$3" >&2; die "runtime exited at start, see $3"; }
-    sleep 0.2
-  done
-  die "no CRI answer on $1, see $3"
-}
-
-start_berthd() {
-  local d=$work/berth
-  mkdir -p "$d/etc/berth.d" "$d/net.d"
-  cat >"$d/etc/berth.toml" <<TOML
-root_dir = "$d/root"
-state_dir = "$d/state"
-listen = "$d/berth.sock"
-[cni]
-conf_dir = "$d/net.d"
-bin_dirs = ["$tools/cni"]
-TOML
-  cp "$BERTH_REGISTRY_MIRRORS" "$d/etc/berth.d/10-mirrors.toml"
-  bin/berthd --config "$d/etc/berth.toml" >"$out/berthd.log" 2>&1 &
-  pids+=($!)
-  wait_cri "$d/berth.sock" "$!" "$out/berthd.log"
-  berth_sock=$d/berth.sock
-}
-
-# containerd_hosts DIR: certs.d entries sending every mirrored host and the registry itself to the test bed.
-# Each has a server line and a host table: containerd 1.6 rejects a server-only file and then falls back to the
-# real host (a DNS query off the machine).
-containerd_hosts() {
-  local h
-  for h in registry.k8s.io k8s.gcr.io gcr.io public.ecr.aws docker.io "$BERTH_REGISTRY"; do
-    mkdir -p "$1/$h"
-    printf 'server = "http://%s"\n\n[host."http://%s"]\n  capabilities = ["pull", "resolve"]\n' \
-      "$BERTH_REGISTRY" "$BERTH_REGISTRY" >"$1/$h/hosts.toml"
-  done
-}
-
-start_containerd() {
-  local d=$work/containerd major
-  mkdir -p "$d/net.d"
-  containerd_hosts "$d/certs.d"
-  major=$(containerd --version | sed -nE 's/.* v?([0-9]+)\.[0-9]+\.[0-9]+.*/\1/p')
-  # containerd 2 reads config version 3, where the CRI image and runtime settings moved to plugins of their own.
-  if [ "${major:-1}" -ge 2 ]; then
-    cri_images='"io.containerd.cri.v1.images"' cri_runtime='"io.containerd.cri.v1.runtime"' version=3
-  else
-    cri_images='"io.containerd.grpc.v1.cri"' cri_runtime='"io.containerd.grpc.v1.cri"' version=2
-  fi
-  cat >"$d/config.toml" <<TOML
-version = $version
-root = "$d/root"
-state = "$d/state"
-[grpc]
-  address = "$d/containerd.sock"
-[ttrpc]
-  address = "$d/containerd.sock.ttrpc"
-[debug]
-  address = "$d/debug.sock"
-[plugins.$cri_images.registry]
-  config_path = "$d/certs.d"
-[plugins.$cri_runtime]
-  restrict_oom_score_adj = true
-[plugins.$cri_runtime.cni]
-  conf_dir = "$d/net.d"
-  bin_dir = "$tools/cni"
-TOML
-  containerd --config "$d/config.toml" >"$out/containerd.log" 2>&1 &
-  pids+=($!)
-  wait_cri "$d/containerd.sock" "$!" "$out/containerd.log"
-  containerd_sock=$d/containerd.sock
-}
-
-median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) exit 1; print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 # cold_pulls SOCKET REF: RUNS pulls of REF, each after removing it; prints the median wall time in ms.
 cold_pulls() {
@@ -180,10 +84,4 @@ else
   echo "bench: containerd is not installed (apt-get install containerd): berth only" >&2
 fi
 
-printf '%-20s %12s %16s %8s   (median of %d cold pulls, ms; containerd %s)\n' row berth containerd ratio "$runs" "$ctr_version"
-while read -r row ms; do
-  c=$(awk -v r="$row" '$1 == r { print $2 }' "$work/containerd.rows")
-  ratio=-
-  [ -n "$c" ] && [ "$c" -gt 0 ] && ratio=$(awk -v a="$ms" -v b="$c" 'BEGIN { printf "%.2f", a / b }')
-  printf '%-20s %12s %16s %8s\n' "$row" "$ms" "${c:--}" "$ratio"
-done <"$work/berth.rows"
+print_rows "median of $runs cold pulls, ms; containerd $ctr_version" "$work/berth.rows" "$work/containerd.rows"

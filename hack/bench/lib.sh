@@ -1,0 +1,127 @@
+# Shared plumbing of the benchmark scripts (sourced): a berthd and, when Debian's containerd is installed, a
+# containerd, each on its own socket, root and state under $work, pulling from the loopback test bed.
+# The caller sets: root (repo), out (report dir). This file sets: tools, crictl, work, pids, and defines the helpers.
+
+die() { echo "bench: $*" >&2; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "must run as root"
+tools=$(hack/tools.sh)
+crictl=$tools/bin/crictl
+eval "$(hack/testbed.sh env)"
+[ -f "$BERTH_REGISTRY_MIRRORS" ] || die "$BERTH_REGISTRY_MIRRORS missing: run hack/testbed.sh start"
+make --no-print-directory build >/dev/null
+mkdir -p "$out"
+work=$(mktemp -d /tmp/berth-bench.XXXXXX)
+pids=()
+
+bench_cleanup() {
+  local pid
+  for pid in "${pids[@]}"; do
+    if kill -TERM "$pid" 2>/dev/null; then wait "$pid" 2>/dev/null || true; fi
+  done
+  umount "$work/berth/state/pods" 2>/dev/null || true
+  grep -o " $work[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+  rm -rf "$work"
+}
+trap bench_cleanup EXIT
+
+# wait_cri SOCKET PID LOG: wait until the CRI server at SOCKET answers, failing if PID exits first.
+wait_cri() {
+  for _ in $(seq 150); do
+    "$crictl" --runtime-endpoint "unix://$1" --timeout 2s version >/dev/null 2>&1 && return 0
+    kill -0 "$2" 2>/dev/null || { tail -20 "$3" >&2; die "runtime exited at start, see $3"; }
+    sleep 0.2
+  done
+  die "no CRI answer on $1, see $3"
+}
+
+# loopback_net DIR: a CNI config that gives pods only their loopback, so pod benchmarks measure the runtimes, not a
+# network plugin (containerd refuses pods without any CNI config).
+loopback_net() {
+  mkdir -p "$1"
+  echo '{"cniVersion":"1.0.0","name":"bench-lo","plugins":[{"type":"loopback"}]}' >"$1/10-lo.conflist"
+}
+
+# start_berthd: sets berth_sock and berth_pid.
+start_berthd() {
+  local d=$work/berth
+  mkdir -p "$d/etc/berth.d"
+  loopback_net "$d/net.d"
+  cat >"$d/etc/berth.toml" <<TOML
+root_dir = "$d/root"
+state_dir = "$d/state"
+listen = "$d/berth.sock"
+[cni]
+conf_dir = "$d/net.d"
+bin_dirs = ["$tools/cni"]
+TOML
+  cp "$BERTH_REGISTRY_MIRRORS" "$d/etc/berth.d/10-mirrors.toml"
+  bin/berthd --config "$d/etc/berth.toml" >"$out/berthd.log" 2>&1 &
+  berth_pid=$!
+  pids+=("$berth_pid")
+  wait_cri "$d/berth.sock" "$berth_pid" "$out/berthd.log"
+  berth_sock=$d/berth.sock
+}
+
+# containerd_hosts DIR: certs.d entries sending every mirrored host and the registry itself to the test bed.
+# Each has a server line and a host table: containerd 1.6 rejects a server-only file and then falls back to the
+# real host (a DNS query off the machine).
+containerd_hosts() {
+  local h
+  for h in registry.k8s.io k8s.gcr.io gcr.io public.ecr.aws docker.io "$BERTH_REGISTRY"; do
+    mkdir -p "$1/$h"
+    printf 'server = "http://%s"\n\n[host."http://%s"]\n  capabilities = ["pull", "resolve"]\n' \
+      "$BERTH_REGISTRY" "$BERTH_REGISTRY" >"$1/$h/hosts.toml"
+  done
+}
+
+# start_containerd: sets containerd_sock and containerd_pid; the caller checks `command -v containerd` first.
+start_containerd() {
+  local d=$work/containerd major
+  loopback_net "$d/net.d"
+  containerd_hosts "$d/certs.d"
+  major=$(containerd --version | sed -nE 's/.* v?([0-9]+)\.[0-9]+\.[0-9]+.*/\1/p')
+  # containerd 2 reads config version 3, where the CRI image and runtime settings moved to plugins of their own.
+  if [ "${major:-1}" -ge 2 ]; then
+    cri_images='"io.containerd.cri.v1.images"' cri_runtime='"io.containerd.cri.v1.runtime"' version=3
+  else
+    cri_images='"io.containerd.grpc.v1.cri"' cri_runtime='"io.containerd.grpc.v1.cri"' version=2
+  fi
+  cat >"$d/config.toml" <<TOML
+version = $version
+root = "$d/root"
+state = "$d/state"
+[grpc]
+  address = "$d/containerd.sock"
+[ttrpc]
+  address = "$d/containerd.sock.ttrpc"
+[debug]
+  address = "$d/debug.sock"
+[plugins.$cri_images.registry]
+  config_path = "$d/certs.d"
+[plugins.$cri_runtime]
+  restrict_oom_score_adj = true
+[plugins.$cri_runtime.cni]
+  conf_dir = "$d/net.d"
+  bin_dir = "$tools/cni"
+TOML
+  containerd --config "$d/config.toml" >"$out/containerd.log" 2>&1 &
+  containerd_pid=$!
+  pids+=("$containerd_pid")
+  wait_cri "$d/containerd.sock" "$containerd_pid" "$out/containerd.log"
+  containerd_sock=$d/containerd.sock
+}
+
+median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) exit 1; print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# print_rows TITLE BERTH_ROWS CONTAINERD_ROWS: one line per row of BERTH_ROWS ("<row> <value>"), beside containerd's
+# value for the same row and the ratio berth/containerd.
+print_rows() {
+  printf '%-28s %12s %16s %8s   (%s)\n' row berth containerd ratio "$1"
+  while read -r row v; do
+    c=$(awk -v r="$row" '$1 == r { print $2 }' "$3")
+    ratio=-
+    [ -n "$c" ] && awk -v b="$c" 'BEGIN { exit !(b > 0) }' && ratio=$(awk -v a="$v" -v b="$c" 'BEGIN { printf "%.2f", a / b }')
+    printf '%-28s %12s %16s %8s\n' "$row" "$v" "${c:--}" "$ratio"
+  done <"$2"
+}
