@@ -21,6 +21,8 @@ bench_cleanup() {
   done
   umount "$work/berth/state/pods" 2>/dev/null || true
   grep -o " $work[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+  ip link del berth-bench0 2>/dev/null || true
+  ip link del ctrd-bench0 2>/dev/null || true
   rm -rf "$work"
 }
 trap bench_cleanup EXIT
@@ -35,18 +37,23 @@ wait_cri() {
   die "no CRI answer on $1, see $3"
 }
 
-# loopback_net DIR: a CNI config that gives pods only their loopback, so pod benchmarks measure the runtimes, not a
-# network plugin (containerd refuses pods without any CNI config).
-loopback_net() {
+# bench_net DIR BRIDGE SUBNET: the pod network of a benchmarked runtime: a bridge of its own on a private subnet no
+# one else here uses, with host-local IPAM (containerd 1.6 fails a pod whose CNI result has no eth0 address).
+bench_net() {
   mkdir -p "$1"
-  echo '{"cniVersion":"1.0.0","name":"bench-lo","plugins":[{"type":"loopback"}]}' >"$1/10-lo.conflist"
+  cat >"$1/10-bench.conflist" <<JSON
+{"cniVersion":"1.0.0","name":"$2","plugins":[
+  {"type":"bridge","bridge":"$2","isGateway":true,"ipMasq":false,
+   "ipam":{"type":"host-local","ranges":[[{"subnet":"$3"}]],"dataDir":"$work/ipam-$2"}},
+  {"type":"loopback"}]}
+JSON
 }
 
 # start_berthd: sets berth_sock and berth_pid.
 start_berthd() {
   local d=$work/berth
   mkdir -p "$d/etc/berth.d"
-  loopback_net "$d/net.d"
+  bench_net "$d/net.d" berth-bench0 10.91.0.0/24
   cat >"$d/etc/berth.toml" <<TOML
 root_dir = "$d/root"
 state_dir = "$d/state"
@@ -78,7 +85,7 @@ containerd_hosts() {
 # start_containerd: sets containerd_sock and containerd_pid; the caller checks `command -v containerd` first.
 start_containerd() {
   local d=$work/containerd major
-  loopback_net "$d/net.d"
+  bench_net "$d/net.d" ctrd-bench0 10.92.0.0/24
   containerd_hosts "$d/certs.d"
   major=$(containerd --version | sed -nE 's/.* v?([0-9]+)\.[0-9]+\.[0-9]+.*/\1/p')
   # containerd 2 reads config version 3, where the CRI image and runtime settings moved to plugins of their own.
