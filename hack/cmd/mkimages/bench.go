@@ -14,7 +14,7 @@ const (
 	benchSeed = 20240101
 	// recipeVersion goes into the recipe label: bump it when the generator code changes, or a
 	// re-run will keep the images already in the registry.
-	recipeVersion = "bench-v1"
+	recipeVersion = "bench-v2"
 )
 
 // randomBytes returns n bytes of the stream; ChaCha8's output is specified, so it does not change

@@ -103,6 +103,9 @@ func (t tree) tar() ([]byte, error) {
 				return nil, fmt.Errorf("hard link %s: target %q is not a regular file in the layer", name, e.link)
 			}
 			hdr.Linkname = e.link
+			// A hard link's header carries its target's mode and owner, as Docker and Go's FileInfoHeader write it:
+			// containerd 1.6 applies the header's mode to the linked file.
+			hdr.Mode, hdr.Uid, hdr.Gid = target.mode, target.uid, target.gid
 		default:
 			return nil, fmt.Errorf("entry %s: unsupported type %q", name, e.typ)
 		}

@@ -106,8 +106,8 @@ func TestTreeTarOrderAndHeaders(t *testing.T) {
 		{name: "usr/local/bin/", typ: tar.TypeDir, mode: 0o755},
 		{name: "usr/local/bin/nnp", typ: tar.TypeReg, mode: 0o4755},
 		// "bin/[" sorts before "bin/busybox": hard links come last so the target exists.
-		{name: "bin/[", typ: tar.TypeLink, link: "bin/busybox"},
-		{name: "sbin/ip", typ: tar.TypeLink, link: "bin/busybox"},
+		{name: "bin/[", typ: tar.TypeLink, mode: 0o755, link: "bin/busybox"},
+		{name: "sbin/ip", typ: tar.TypeLink, mode: 0o755, link: "bin/busybox"},
 	}
 	got := readTar(t, raw)
 	if len(got) != len(want) {
