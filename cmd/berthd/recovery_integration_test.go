@@ -19,6 +19,9 @@ import (
 
 const testImage = "registry.k8s.io/e2e-test-images/busybox:1.29-2"
 
+// testCgroupParent holds this test process's pods, so a leak check sees only them (other daemons may run here).
+var testCgroupParent = fmt.Sprintf("/berth-itest-%d", os.Getpid())
+
 // kill9 kills berthd as a crash would, and waits for it.
 func (d *daemon) kill9(t *testing.T) {
 	t.Helper()
@@ -30,7 +33,7 @@ func podConfig(dir, name string) *runtimeapi.PodSandboxConfig {
 	return &runtimeapi.PodSandboxConfig{
 		Metadata:     &runtimeapi.PodSandboxMetadata{Name: name, Namespace: "recovery", Uid: name + "-uid"},
 		LogDirectory: filepath.Join(dir, "logs", name),
-		Linux: &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
+		Linux: &runtimeapi.LinuxPodSandboxConfig{CgroupParent: testCgroupParent, SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
 			NamespaceOptions: &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER}}},
 	}
 }
@@ -188,7 +191,7 @@ func checkConsistent(t *testing.T, rt runtimeapi.RuntimeServiceClient) {
 }
 
 // checkNoLeaks checks the host holds nothing of the daemon's pods: mounts (but the shared <state>/pods itself),
-// monitor processes, pod cgroups.
+// monitor processes, the pods' cgroup parent.
 func checkNoLeaks(t *testing.T, d *daemon) {
 	t.Helper()
 	mounts, _ := os.ReadFile("/proc/self/mountinfo")
@@ -206,11 +209,10 @@ func checkNoLeaks(t *testing.T, d *daemon) {
 			t.Errorf("process left: %s: %q", p, b)
 		}
 	}
-	if entries, _ := os.ReadDir("/sys/fs/cgroup/memory/berth"); len(entries) > 0 {
-		for _, e := range entries {
-			if e.IsDir() {
-				t.Errorf("pod cgroup left: /sys/fs/cgroup/memory/berth/%s", e.Name())
-			}
+	// berth made the pods' cgroup parent, so it removes it with the last pod.
+	for _, ctl := range []string{"memory", "cpu", "pids", "unified"} {
+		if _, err := os.Stat(filepath.Join("/sys/fs/cgroup", ctl, testCgroupParent)); err == nil {
+			t.Errorf("cgroup left: /sys/fs/cgroup/%s%s", ctl, testCgroupParent)
 		}
 	}
 }
