@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# "berth installs berth": builds the installer image (hack/cmd/mkinstaller), pushes it to the loopback test-bed
+# registry, starts a fresh berthd on temporary dirs and socket, and has it pull the image and run
+# `berth-installer --version` in a pod shaped like the DaemonSet's (host network and PID, privileged) through crictl.
+# Environment: BERTH_REGISTRY_PORT (5105) and BERTH_TESTBED_DIR (/tmp/berth-testbed-inst) keep its registry apart
+# from critest's; BERTH_INSTALLER_E2E_OUT (_output/installer-e2e) keeps berthd.log and crictl.log. The last line is
+# the result.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+export BERTH_REGISTRY_PORT=${BERTH_REGISTRY_PORT:-5105}
+export BERTH_TESTBED_DIR=${BERTH_TESTBED_DIR:-/tmp/berth-testbed-inst}
+out=${BERTH_INSTALLER_E2E_OUT:-$root/_output/installer-e2e}
+mkdir -p "$out"
+rm -f "$out"/{berthd.log,testbed.log,crictl.log}
+start=$SECONDS
+
+tools=$(hack/tools.sh)
+make --no-print-directory build installer >/dev/null
+version=$(bin/berth-installer --version | awk '{print $2}')
+image=127.0.0.1:$BERTH_REGISTRY_PORT/berth/installer:$version
+work=$(mktemp -d /tmp/berth-installer-e2e.XXXXXX)
+sock=$work/berth.sock
+crictl=("$tools/bin/crictl" --config /dev/null --runtime-endpoint "unix://$sock" --image-endpoint "unix://$sock" --timeout 60s)
+berthd_pid=
+pod=
+result=
+own_registry=
+shm_before=$(hack/leaks.sh shm)
+
+cleanup() {
+  local rc=$?
+  if [ -n "$pod" ]; then
+    "${crictl[@]}" stopp "$pod" >/dev/null 2>&1 || true
+    "${crictl[@]}" rmp "$pod" >/dev/null 2>&1 || true
+  fi
+  if [ -n "$berthd_pid" ] && kill -0 "$berthd_pid" 2>/dev/null; then
+    kill -TERM "$berthd_pid"; wait "$berthd_pid" 2>/dev/null || true
+  fi
+  [ -n "$own_registry" ] && stop_registry
+  umount "$work/state/pods" 2>/dev/null || true # berthd's shared mount, kept for its next start
+  hack/leaks.sh clean "$work" "$shm_before" || rc=1
+  rm -rf "$work"
+  [ -n "$result" ] && echo "$result"
+  exit $rc
+}
+trap cleanup EXIT
+# stop_registry stops the registry this run started. Not testbed.sh stop: that also removes the /etc/hosts safety net,
+# which the test beds of other runs on other ports share.
+stop_registry() {
+  local pid
+  pid=$(cat "$BERTH_TESTBED_DIR/registry.pid" 2>/dev/null) || return 0
+  if grep -qa "127.0.0.1:$BERTH_REGISTRY_PORT" "/proc/$pid/cmdline" 2>/dev/null; then
+    kill -TERM "$pid"
+  fi
+  rm -f "$BERTH_TESTBED_DIR/registry.pid"
+}
+fail() {
+  echo "installer-e2e: $*" >&2
+  [ -s "$out/crictl.log" ] && tail -n 5 "$out/crictl.log" >&2
+  exit 1
+}
+
+curl -fsS -o /dev/null "http://127.0.0.1:$BERTH_REGISTRY_PORT/v2/" 2>/dev/null || own_registry=1
+hack/testbed.sh start >"$out/testbed.log" 2>&1 || { cat "$out/testbed.log" >&2; fail "test bed did not start"; }
+go run ./hack/cmd/mkinstaller -image "$image" -berthd bin/berthd -installer bin/berth-installer -cni "$tools/cni" >"$out/push.txt" \
+  || fail "mkinstaller failed"
+
+# A berthd of its own: temporary dirs, the public registries mapped to the test bed (the pause image), and no pod
+# network (the pod uses the host's, like the DaemonSet). 127.0.0.1:PORT needs no mapping: berth talks plain HTTP to
+# loopback registries.
+mkdir -p "$work/etc/berth.d" "$work/net.d" "$work/logs"
+cat >"$work/etc/berth.toml" <<TOML
+root_dir = "$work/root"
+state_dir = "$work/state"
+listen = "$sock"
+[log]
+level = "debug"
+[cni]
+conf_dir = "$work/net.d"
+bin_dirs = ["$tools/cni"]
+TOML
+hack/testbed.sh mirrors-toml >"$work/etc/berth.d/10-mirrors.toml"
+bin/berthd --config "$work/etc/berth.toml" >"$out/berthd.log" 2>&1 &
+berthd_pid=$!
+for _ in $(seq 100); do
+  "${crictl[@]}" version >/dev/null 2>&1 && break
+  kill -0 "$berthd_pid" 2>/dev/null || { cat "$out/berthd.log" >&2; fail "berthd exited at start"; }
+  sleep 0.2
+done
+
+"${crictl[@]}" pull "$image" >/dev/null 2>>"$out/crictl.log" || fail "crictl pull $image failed"
+cat >"$work/pod.json" <<JSON
+{"metadata": {"name": "berth-installer-e2e", "namespace": "berth-system", "uid": "installer-e2e-$$", "attempt": 0},
+ "log_directory": "$work/logs",
+ "linux": {"security_context": {"privileged": true, "namespace_options": {"network": 2, "pid": 2, "userns_options": {"mode": 2}}}}}
+JSON
+cat >"$work/container.json" <<JSON
+{"metadata": {"name": "installer"}, "image": {"image": "$image"}, "args": ["--version"], "log_path": "installer.log",
+ "linux": {"security_context": {"privileged": true, "namespace_options": {"network": 2, "pid": 2, "userns_options": {"mode": 2}}}}}
+JSON
+pod=$("${crictl[@]}" runp "$work/pod.json" 2>>"$out/crictl.log") || fail "crictl runp failed"
+ctr=$("${crictl[@]}" create "$pod" "$work/container.json" "$work/pod.json" 2>>"$out/crictl.log") || fail "crictl create failed"
+"${crictl[@]}" start "$ctr" >/dev/null 2>>"$out/crictl.log" || fail "crictl start failed"
+state=
+for _ in $(seq 150); do
+  state=$("${crictl[@]}" inspect -o go-template --template '{{.status.state}}' "$ctr")
+  [ "$state" = CONTAINER_EXITED ] && break
+  sleep 0.2
+done
+[ "$state" = CONTAINER_EXITED ] || fail "container state $state after 30s"
+code=$("${crictl[@]}" inspect -o go-template --template '{{.status.exitCode}}' "$ctr")
+log=$("${crictl[@]}" logs "$ctr" 2>&1)
+if [ "$code" != 0 ] || [ "$log" != "berth-installer $version" ]; then
+  fail "berth-installer --version exited $code and printed: $log"
+fi
+result="installer-e2e: berth pulled $(cut -d@ -f2 "$out/push.txt" | cut -c1-19) and ran \"$log\" ($((SECONDS - start))s)"
