@@ -7,12 +7,16 @@ PREFIX    ?= /usr/local
 TOOLS     ?= $(HOME)/.cache/berth/tools
 CNI_BIN   ?= /opt/cni/bin
 
-.PHONY: all build install run deps test unit integration critest fuzz bench lint clean
+.PHONY: all build installer install run deps test unit integration critest installer-e2e fuzz bench lint clean
 
 all: build
 
 build:
 	CGO_ENABLED=1 $(GO) build $(GOFLAGS_B) -o bin/berthd ./cmd/berthd
+
+# installer: the node installer, static (its image has no libc); hack/cmd/mkinstaller packs it with berthd.
+installer:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/berth-installer ./cmd/berth-installer
 
 deps:
 	hack/install-deps.sh
@@ -29,7 +33,7 @@ run: deps install
 	hack/install-cni.sh "$(CNI_BIN)" /etc/cni/net.d
 	$(PREFIX)/bin/berthd
 
-test: deps lint unit integration fuzz critest
+test: deps lint unit integration fuzz installer-e2e critest
 
 unit:
 	$(GO) test -race -count=1 ./...
@@ -39,6 +43,9 @@ integration: build
 
 critest:
 	hack/critest.sh
+
+installer-e2e:
+	hack/installer-e2e.sh
 
 fuzz:
 	hack/fuzz.sh

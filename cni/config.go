@@ -1,4 +1,5 @@
-// Package cni wraps libcni: it finds the pod network config and (in later stages) attaches pods to it.
+// Package cni attaches pods to the pod network with libcni: it keeps the network config current (watch.go), runs
+// ADD and DEL in the pod's network namespace (network.go) and deletes attachments of pods that are gone (GC).
 package cni
 
 import (
@@ -11,8 +12,8 @@ import (
 	"github.com/containernetworking/cni/libcni"
 )
 
-// Network is the loaded network config and where it came from.
-type Network struct {
+// Config is a loaded network config and the file it came from.
+type Config struct {
 	File string
 	List *libcni.NetworkConfigList
 }
@@ -20,7 +21,7 @@ type Network struct {
 // Load returns the first network config in confDir (lexical order of .conflist, .conf and .json files, as the
 // kubelet's dockershim and containerd choose), after checking that every plugin it names exists in binDirs.
 // The error says exactly what is missing, for the NetworkReady condition.
-func Load(confDir string, binDirs []string) (*Network, error) {
+func Load(confDir string, binDirs []string) (*Config, error) {
 	files, err := libcni.ConfFiles(confDir, []string{".conflist", ".conf", ".json"})
 	if err != nil {
 		return nil, fmt.Errorf("read network config dir %s: %w", confDir, err)
@@ -39,7 +40,7 @@ func Load(confDir string, binDirs []string) (*Network, error) {
 			return nil, fmt.Errorf("%s: plugin '%s' not found in %s", filepath.Base(file), p.Network.Type, strings.Join(binDirs, ":"))
 		}
 	}
-	return &Network{File: file, List: list}, nil
+	return &Config{File: file, List: list}, nil
 }
 
 func loadFile(file string) (*libcni.NetworkConfigList, error) {

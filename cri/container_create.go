@@ -9,8 +9,6 @@ import (
 	"strconv"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berthcri/berth/image"
@@ -33,11 +31,6 @@ func (s *RuntimeServer) CreateContainer(ctx context.Context, r *runtimeapi.Creat
 		return nil, errdefs.InvalidArgument("config.metadata.name", "must be set")
 	case cfg.GetImage().GetImage() == "":
 		return nil, errdefs.InvalidArgument("config.image.image", "must be set")
-	}
-	for i, m := range cfg.GetMounts() {
-		if m.GetImage().GetImage() != "" {
-			return nil, status.Errorf(codes.Unimplemented, "config.mounts[%d].image: image volumes are not implemented yet", i)
-		}
 	}
 	pod, ok := s.pods.Get(podID)
 	if !ok {
@@ -101,8 +94,14 @@ func (s *RuntimeServer) createContainer(ctx context.Context, id string, podRec p
 	undo = append(undo, func(context.Context) { _ = s.opts.Images.Release(img.ID, id) })
 
 	bundle := filepath.Join(pod.Dir(), "containers", id)
+	vols, err := s.acquireImageVolumes(id, bundle, cfg)
+	if err != nil {
+		return fmt.Errorf("create container %s: %w", id, err)
+	}
+	undo = append(undo, func(context.Context) { _ = s.releaseImageVolumes(id, vols) })
 	rec := containerRecord{ID: id, PodID: podRec.ID, Config: cfg, ImageID: img.ID, ImageName: cfg.GetImage().GetImage(),
-		State: ctrCreating, CreatedAt: time.Now().UnixNano(), Bundle: bundle, LogPath: logPath(podRec.Config, cfg)}
+		State: ctrCreating, CreatedAt: time.Now().UnixNano(), Bundle: bundle, LogPath: logPath(podRec.Config, cfg),
+		ImageVolumes: vols}
 	// The record comes first so that a berthd killed from here on rolls the container back at start.
 	if err := s.containers.Create(id, rec); err != nil {
 		return fmt.Errorf("create container %s: %w", id, err)
@@ -116,12 +115,19 @@ func (s *RuntimeServer) createContainer(ctx context.Context, id string, podRec p
 		_ = os.RemoveAll(bundle)
 		_ = os.RemoveAll(layer)
 	})
-	if err := s.opts.Images.MountRootfs(img, filepath.Join(layer, "upper"), filepath.Join(layer, "work"), rootfs); err != nil {
+	idmap := imageIDMap(pod)
+	if err := s.opts.Images.MountRootfsMapped(img, filepath.Join(layer, "upper"), filepath.Join(layer, "work"), rootfs, idmap); err != nil {
+		return fmt.Errorf("create container %s: %w", id, err)
+	}
+	// Registered after the rootfs undo, so it runs first: the bundle is removed with nothing mounted in it.
+	undo = append(undo, func(context.Context) { _ = unmountImageVolumes(vols) })
+	if err := s.mountImageVolumes(cfg, vols, idmap); err != nil {
 		return fmt.Errorf("create container %s: %w", id, err)
 	}
 
 	in := oci.SpecInput{ID: id, Pod: ociPod(pod, podRec.Config), Image: img.Config.Config, Config: containerConfig(cfg), Host: s.opts.Host}
 	inheritPodNamespaces(&in.Config, podRec.Config)
+	withImageVolumes(in.Config.Mounts, vols)
 	var sc *oci.LinuxContainerSecurityContext
 	if in.Config.Linux != nil {
 		sc = in.Config.Linux.SecurityContext
@@ -170,6 +176,7 @@ func (s *RuntimeServer) createContainer(ctx context.Context, id string, podRec p
 		return fmt.Errorf("create container %s: %w", id, err)
 	}
 	Logger(ctx).Info("container created", "container", id, "pod", podRec.ID, "name", cfg.GetMetadata().GetName(), "image", img.ID)
+	s.emitContainerEvent(id, podRec.ID, runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT)
 	return nil
 }
 
@@ -198,8 +205,10 @@ func ociPod(p *sandbox.Pod, cfg *runtimeapi.PodSandboxConfig) oci.Pod {
 		NetNS:    p.NetNSPath(), IPCNS: p.IPCNSPath(), UTSNS: p.UTSNSPath(), PIDNS: p.PIDNSPath(),
 		HostnamePath: p.HostnamePath(), HostsPath: p.HostsPath(), ResolvConfPath: p.ResolvPath(), ShmPath: p.ShmPath(),
 		CgroupParent: p.CgroupParent(), SystemdCgroup: p.Systemd(),
-		Sysctls:    cfg.GetLinux().GetSysctls(),
-		Privileged: cfg.GetLinux().GetSecurityContext().GetPrivileged(),
+		Sysctls:       cfg.GetLinux().GetSysctls(),
+		Privileged:    cfg.GetLinux().GetSecurityContext().GetPrivileged(),
+		UserNS:        p.UserNSPath(),
+		UsernsOptions: userNamespace(cfg.GetLinux().GetSecurityContext().GetNamespaceOptions().GetUsernsOptions()),
 	}
 }
 
@@ -215,8 +224,8 @@ func containerNameKey(podID string, md *runtimeapi.ContainerMetadata) string {
 	return fmt.Sprintf("%s_%s_%d", podID, md.GetName(), md.GetAttempt())
 }
 
-// inheritPodNamespaces gives a container that names no namespace modes its pod's: the kubelet always sends both,
-// crictl and other clients often send only the pod's.
+// inheritPodNamespaces gives a container that names no namespace modes its pod's, and one that names no user
+// namespace options the pod's: the kubelet always sends both, crictl and other clients often send only the pod's.
 func inheritPodNamespaces(c *oci.ContainerConfig, pod *runtimeapi.PodSandboxConfig) {
 	podNS := pod.GetLinux().GetSecurityContext().GetNamespaceOptions()
 	if podNS == nil {
@@ -228,7 +237,10 @@ func inheritPodNamespaces(c *oci.ContainerConfig, pod *runtimeapi.PodSandboxConf
 	if c.Linux.SecurityContext == nil {
 		c.Linux.SecurityContext = &oci.LinuxContainerSecurityContext{}
 	}
-	if c.Linux.SecurityContext.NamespaceOptions == nil {
+	switch opts := c.Linux.SecurityContext.NamespaceOptions; {
+	case opts == nil:
 		c.Linux.SecurityContext.NamespaceOptions = namespaceOption(podNS)
+	case opts.UsernsOptions == nil:
+		opts.UsernsOptions = userNamespace(podNS.GetUsernsOptions())
 	}
 }

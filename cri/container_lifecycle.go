@@ -51,6 +51,7 @@ func (s *RuntimeServer) StartContainer(ctx context.Context, r *runtimeapi.StartC
 	}); err != nil {
 		return nil, fmt.Errorf("start container %s: %w", id, err)
 	}
+	s.emitContainerEvent(id, rec.PodID, runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT)
 	return &runtimeapi.StartContainerResponse{}, nil
 }
 
@@ -158,10 +159,12 @@ func (s *RuntimeServer) onExit(id string) {
 }
 
 func (s *RuntimeServer) markExited(id string, e *monitor.Exit, message string) error {
+	exited := false
 	_, err := s.containers.Update(id, func(c *containerRecord) error {
 		if c.State == ctrExited {
 			return nil
 		}
+		exited = true
 		c.State = ctrExited
 		c.ExitCode = int32(e.ExitCode)
 		c.Reason = exitReason(e)
@@ -178,6 +181,9 @@ func (s *RuntimeServer) markExited(id string, e *monitor.Exit, message string) e
 	if err == nil {
 		if rec, ok := s.containers.Get(id); ok {
 			s.exits.unwatch(rec.Bundle)
+			if exited {
+				s.emitContainerEvent(id, rec.PodID, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT)
+			}
 		}
 	}
 	return err
@@ -212,6 +218,7 @@ func (s *RuntimeServer) removeContainer(ctx context.Context, id string) error {
 		return fmt.Errorf("remove container %s: %w", id, err)
 	}
 	s.ctrNames.release(containerNameKey(rec.PodID, rec.Config.GetMetadata()), id)
+	s.emitContainerEvent(id, rec.PodID, runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT)
 	Logger(ctx).Info("container removed", "container", id)
 	return nil
 }

@@ -53,7 +53,7 @@ func (s *RuntimeServer) containerStatus(rec containerRecord) *runtimeapi.Contain
 		Message:     rec.Message,
 		Labels:      cfg.GetLabels(),
 		Annotations: cfg.GetAnnotations(),
-		Mounts:      cfg.GetMounts(),
+		Mounts:      statusMounts(rec),
 		LogPath:     rec.LogPath,
 		User: &runtimeapi.ContainerUser{Linux: &runtimeapi.LinuxContainerUser{
 			Uid: rec.UID, Gid: rec.GID, SupplementalGroups: rec.AdditionalGIDs}},

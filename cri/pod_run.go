@@ -21,6 +21,11 @@ func (s *RuntimeServer) RunPodSandbox(ctx context.Context, r *runtimeapi.RunPodS
 	if err := validatePodConfig(cfg); err != nil {
 		return nil, err
 	}
+	if podUserNS(cfg) != nil {
+		if err := s.userNamespaces(); err != nil {
+			return nil, fmt.Errorf("config.linux.security_context.namespace_options.userns_options: user namespaces do not work on this host: %v: %w", err, errdefs.ErrFailedPrecondition)
+		}
+	}
 	if h := r.GetRuntimeHandler(); h != "" && h != "runc" {
 		return nil, errdefs.NotFound("runtime handler", h)
 	}
@@ -84,6 +89,7 @@ func (s *RuntimeServer) runPod(ctx context.Context, id string, r *runtimeapi.Run
 	s.sandbox[id] = pod
 	s.mu.Unlock()
 	log.Info("pod ready", "name", r.GetConfig().GetMetadata().GetName(), "namespace", r.GetConfig().GetMetadata().GetNamespace(), "ips", ips)
+	s.emitPodEvent(rec, runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT, runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT)
 	return nil
 }
 
@@ -102,15 +108,7 @@ func validatePodConfig(cfg *runtimeapi.PodSandboxConfig) error {
 		ns.GetIpc() == runtimeapi.NamespaceMode_NODE); err != nil {
 		return err
 	}
-	if u := ns.GetUsernsOptions(); u != nil {
-		if err := oci.ValidateUserNamespace(userNamespace(u)); err != nil {
-			return err
-		}
-		if u.GetMode() == runtimeapi.NamespaceMode_POD {
-			return fmt.Errorf("config.linux.security_context.namespace_options.userns_options: user namespaces are not supported yet: %w", errdefs.ErrFailedPrecondition)
-		}
-	}
-	return nil
+	return oci.ValidateUserNamespace(userNamespace(ns.GetUsernsOptions()))
 }
 
 func sandboxConfig(id string, cfg *runtimeapi.PodSandboxConfig) sandbox.Config {
@@ -125,7 +123,9 @@ func sandboxConfig(id string, cfg *runtimeapi.PodSandboxConfig) sandbox.Config {
 		CgroupParent: cfg.GetLinux().GetCgroupParent(),
 		Namespaces: sandbox.NamespaceOptions{Network: sandbox.NamespaceMode(ns.GetNetwork()),
 			PID: sandbox.NamespaceMode(ns.GetPid()), IPC: sandbox.NamespaceMode(ns.GetIpc())},
-		Sysctls: cfg.GetLinux().GetSysctls(),
+		Sysctls:     cfg.GetLinux().GetSysctls(),
+		Annotations: cfg.GetAnnotations(),
+		UserNS:      podUserNS(cfg),
 	}
 	for _, p := range cfg.GetPortMappings() {
 		out.PortMappings = append(out.PortMappings, sandbox.PortMapping{Protocol: p.GetProtocol().String(),

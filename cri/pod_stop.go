@@ -40,10 +40,13 @@ func (s *RuntimeServer) stopPod(ctx context.Context, id string) error {
 			return fmt.Errorf("stop pod %s: %w", id, err)
 		}
 	}
-	_, err := s.pods.Update(id, func(p *podRecord) error {
+	rec, err := s.pods.Update(id, func(p *podRecord) error {
 		p.State = podNotReady
 		return nil
 	})
+	if err == nil {
+		s.emitPodEvent(rec, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT)
+	}
 	if errdefs.IsNotFound(err) {
 		return nil
 	}
@@ -81,6 +84,7 @@ func (s *RuntimeServer) RemovePodSandbox(ctx context.Context, r *runtimeapi.Remo
 	delete(s.sandbox, id)
 	s.mu.Unlock()
 	s.podNames.release(podNameKey(rec.Config.GetMetadata()), id)
+	s.emitPodEvent(rec, runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT)
 	Logger(ctx).Info("pod removed", "pod", id)
 	return &runtimeapi.RemovePodSandboxResponse{}, nil
 }

@@ -76,6 +76,8 @@ type containerRecord struct {
 	GID            int64   `json:"gid"`
 	AdditionalGIDs []int64 `json:"additional_gids,omitempty"`
 	StopSignal     string  `json:"stop_signal,omitempty"`
+	// ImageVolumes are the image mounts (image_volumes.go), known before anything of them is mounted.
+	ImageVolumes []imageVolume `json:"image_volumes,omitempty"`
 }
 
 // exitReason is the CRI reason for an exit: what the kubelet shows as the container's last state.

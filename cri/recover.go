@@ -125,7 +125,7 @@ func (s *RuntimeServer) forgetContainer(ctx context.Context, rec containerRecord
 	if err := s.opts.Runc.Destroy(rec.ID); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("clean up container %s: %w", rec.ID, err)
 	}
-	if err := image.UnmountRootfs(filepath.Join(rec.Bundle, "rootfs")); err != nil {
+	if err := errors.Join(unmountImageVolumes(rec.ImageVolumes), image.UnmountRootfs(filepath.Join(rec.Bundle, "rootfs"))); err != nil {
 		return fmt.Errorf("clean up container %s: %w", rec.ID, err)
 	}
 	if err := errors.Join(os.RemoveAll(rec.Bundle), os.RemoveAll(filepath.Join(s.opts.RootDir, "containers", rec.ID))); err != nil {
@@ -135,6 +135,9 @@ func (s *RuntimeServer) forgetContainer(ctx context.Context, rec containerRecord
 		if err := s.opts.Images.Release(rec.ImageID, rec.ID); err != nil && !errdefs.IsNotFound(err) {
 			return fmt.Errorf("clean up container %s: %w", rec.ID, err)
 		}
+	}
+	if err := s.releaseImageVolumes(rec.ID, rec.ImageVolumes); err != nil {
+		return fmt.Errorf("clean up container %s: %w", rec.ID, err)
 	}
 	return s.containers.Delete(rec.ID)
 }

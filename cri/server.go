@@ -46,6 +46,10 @@ type RuntimeServer struct {
 	podNames   *names
 	ctrNames   *names
 	exits      *exitWatcher
+	events     *eventBus     // GetContainerEvents subscribers (events.go)
+	cpu        cpuSampler    // usage_nano_cores (stats_cpu.go)
+	layers     *layerUsage   // writable layer sizes (stats_layer.go)
+	streams    *streamServer // set by ServeStreams before the CRI is served
 
 	mu       sync.Mutex
 	podCIDR  string                  // from UpdateRuntimeConfig; kept for the network stage
@@ -61,6 +65,7 @@ func NewRuntimeServer(opts RuntimeOptions) (*RuntimeServer, error) {
 	if s.log == nil {
 		s.log = slog.Default()
 	}
+	s.events, s.layers = newEventBus(s.log), newLayerUsage(s.log)
 	if opts.RootDir == "" {
 		return s, nil // runtime-info only (tests of Version/Status)
 	}
@@ -77,8 +82,9 @@ func NewRuntimeServer(opts RuntimeOptions) (*RuntimeServer, error) {
 	return s, nil
 }
 
-// Close stops watching for exits. Running workloads are not touched.
+// Close ends event streams and stops watching for exits. Running workloads are not touched.
 func (s *RuntimeServer) Close() error {
+	s.events.close()
 	if s.exits != nil {
 		return s.exits.close()
 	}

@@ -25,8 +25,8 @@ func (s *RuntimeServer) Status(ctx context.Context, r *runtimeapi.StatusRequest)
 	resp := &runtimeapi.StatusResponse{
 		Status: &runtimeapi.RuntimeStatus{Conditions: []*runtimeapi.RuntimeCondition{runtimeReady, networkReady}},
 		RuntimeHandlers: []*runtimeapi.RuntimeHandler{
-			{Name: "", Features: handlerFeatures()},
-			{Name: "runc", Features: handlerFeatures()},
+			{Name: "", Features: s.handlerFeatures()},
+			{Name: "runc", Features: s.handlerFeatures()},
 		},
 		// ResolveUser (oci/user.go) implements SupplementalGroupsPolicy Merge and Strict, and ContainerStatus.user.
 		Features: &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: true},
@@ -49,8 +49,8 @@ func (s *RuntimeServer) Status(ctx context.Context, r *runtimeapi.StatusRequest)
 }
 
 // handlerFeatures are the features of berth's one handler (libcontainer), served as "" and "runc".
-func handlerFeatures() *runtimeapi.RuntimeHandlerFeatures {
-	return &runtimeapi.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: hasMountSetattr()}
+func (s *RuntimeServer) handlerFeatures() *runtimeapi.RuntimeHandlerFeatures {
+	return &runtimeapi.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: hasMountSetattr(), UserNamespaces: s.userNamespaces() == nil}
 }
 
 // hasMountSetattr says whether the kernel has mount_setattr(2) (Linux 5.12), which recursive read-only mounts need.

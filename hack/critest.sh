@@ -15,9 +15,12 @@ rm -f "$out"/{critest.log,report.json,junit.xml,berthd.log}
 tools=$(hack/tools.sh)
 make --no-print-directory build >/dev/null
 work=$(mktemp -d /tmp/berth-critest.XXXXXX)
+# Pods with their own user namespace run as ids that must reach the pod dirs below (berthd advertises them only then).
+chmod 711 "$work"
 sock=$work/berth.sock
 berthd_pid=
 result=
+bridge=
 own_registry=
 
 shm_before=$(hack/leaks.sh shm)
@@ -29,6 +32,8 @@ cleanup() {
   [ -n "$own_registry" ] && { hack/testbed.sh stop >/dev/null 2>&1 || true; }
   # berthd makes <state>/pods a shared mount on purpose and leaves it for its next start; it is not a leak.
   umount "$work/state/pods" 2>/dev/null || true
+  # The test network's bridge outlives its last pod (the bridge plugin never deletes it).
+  [ -n "$bridge" ] && { ip link delete "$bridge" 2>/dev/null || true; }
   hack/leaks.sh clean "$work" "$shm_before" || rc=1
   rm -rf "$work" /tmp/cri-test* 2>/dev/null || true
   [ -n "$result" ] && echo "$result"
@@ -53,14 +58,19 @@ conf_dir = "$work/net.d"
 bin_dirs = ["$tools/cni"]
 TOML
 hack/testbed.sh mirrors-toml >"$work/etc/berth.d/10-mirrors.toml"
-# The test network: a bridge of berth's own on a private subnet no one else here uses.
-cat >"$work/net.d/10-berth-test.conflist" <<'JSON'
+# The test network: a bridge of this run's own on a private subnet no one else here uses (runs may overlap), IP
+# leases in the work dir.
+for n in $(shuf -i 1-250); do
+  ip link show "berth-t$n" >/dev/null 2>&1 || { bridge=berth-t$n; break; }
+done
+cat >"$work/net.d/10-berth-test.conflist" <<JSON
 {
   "cniVersion": "1.0.0",
   "name": "berth-test",
   "plugins": [
-    {"type": "bridge", "bridge": "berth-test0", "isGateway": true, "ipMasq": false, "hairpinMode": true,
-     "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.89.0.0/24"}]], "routes": [{"dst": "0.0.0.0/0"}]}},
+    {"type": "bridge", "bridge": "$bridge", "isGateway": true, "ipMasq": false, "hairpinMode": true,
+     "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.89.${bridge#berth-t}.0/24"}]], "routes": [{"dst": "0.0.0.0/0"}],
+              "dataDir": "$work/cni-ipam"}},
     {"type": "portmap", "capabilities": {"portMappings": true}},
     {"type": "loopback"}
   ]

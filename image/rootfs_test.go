@@ -1,12 +1,17 @@
 package image
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/berthcri/berth/internal/errdefs"
 )
 
 // A 60-layer image mounts (its absolute lower dirs are far past one page of mount options), upper layers win,
@@ -52,5 +57,139 @@ func TestMountRootfsDeep(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(target, "top")); err == nil {
 		t.Error("still mounted")
+	}
+}
+
+// userNamespace starts a process in a new user namespace mapping 0-65535 to hostID and returns its namespace file.
+func userNamespace(t *testing.T, hostID int) string {
+	t.Helper()
+	cmd := exec.Command("sleep", "60")
+	m := []syscall.SysProcIDMap{{ContainerID: 0, HostID: hostID, Size: 65536}}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWUSER, UidMappings: m, GidMappings: m}
+	if err := cmd.Start(); err != nil {
+		t.Skipf("user namespaces: %v", err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return fmt.Sprintf("/proc/%d/ns/user", cmd.Process.Pid)
+}
+
+// twoLayers makes an image of two layers: /etc/passwd owned by root, /data owned by 1000, and /escape -> /.
+func twoLayers(t *testing.T, s *Service) Image {
+	t.Helper()
+	var img Image
+	for i, files := range []map[string]int{{"etc/passwd": 0, "bin/sh": 0}, {"data": 1000}} {
+		l := Layer{ChainID: digest.FromString(fmt.Sprint("layer", i))}
+		dir := s.snapshotDir(l.ChainID)
+		for name, owner := range files {
+			p := filepath.Join(dir, name)
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, []byte(name), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chown(p, owner, owner); err != nil {
+				t.Fatal(err)
+			}
+		}
+		img.Layers = append(img.Layers, l)
+	}
+	if err := os.Symlink("/", filepath.Join(s.snapshotDir(img.Layers[1].ChainID), "escape")); err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+func owner(t *testing.T, path string) (uid, gid uint32) {
+	t.Helper()
+	var st syscall.Stat_t
+	if err := syscall.Lstat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Uid, st.Gid
+}
+
+// In a user namespace the layers are idmapped: the image's root files belong to the namespace's root (host id
+// 100000), and the upper dir too, so what the container writes is owned by the ids it runs as.
+func TestMountRootfsMapped(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	root := t.TempDir()
+	s := &Service{root: root, snapshots: filepath.Join(root, "snapshots")}
+	img := twoLayers(t, s)
+	idmap := &IDMap{UserNS: userNamespace(t, 100000), UID: 100000, GID: 100000}
+	target := filepath.Join(root, "rootfs")
+	if err := s.MountRootfsMapped(img, filepath.Join(root, "upper"), filepath.Join(root, "work"), target, idmap); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { UnmountRootfs(target) })
+	for path, want := range map[string]uint32{"": 100000, "etc/passwd": 100000, "data": 101000} {
+		if uid, gid := owner(t, filepath.Join(target, path)); uid != want || gid != want {
+			t.Errorf("/%s owned by %d:%d, want %d", path, uid, gid, want)
+		}
+	}
+	// A copied-up file keeps the mapped owner on disk.
+	if err := os.Chmod(filepath.Join(target, "etc/passwd"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if uid, _ := owner(t, filepath.Join(root, "upper/etc/passwd")); uid != 100000 {
+		t.Errorf("copied-up /etc/passwd owned by %d on disk, want 100000", uid)
+	}
+}
+
+func TestMountReadOnly(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	root := t.TempDir()
+	s := &Service{root: root, snapshots: filepath.Join(root, "snapshots")}
+	img := twoLayers(t, s)
+	oneLayer := Image{Layers: img.Layers[:1]}
+	userns := userNamespace(t, 200000)
+	tests := map[string]struct {
+		img      Image
+		sub      string
+		idmap    *IDMap
+		want     string // a file below the target
+		wantUID  uint32
+		notFound bool
+	}{
+		"whole image":           {img: img, want: "etc/passwd"},
+		"one layer":             {img: oneLayer, want: "bin/sh"},
+		"sub dir":               {img: img, sub: "etc", want: "passwd"},
+		"sub file":              {img: img, sub: "data", want: "", wantUID: 1000},
+		"symlink stays inside":  {img: img, sub: "escape/etc", want: "passwd"},
+		"missing sub path":      {img: img, sub: "nope", notFound: true},
+		"sub path through file": {img: img, sub: "data/x", notFound: true},
+		"idmapped":              {img: img, sub: "etc", want: "passwd", idmap: &IDMap{UserNS: userns}, wantUID: 200000},
+	}
+	i := 0
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			i++
+			target := filepath.Join(root, "volumes", fmt.Sprint(i))
+			err := s.MountReadOnly(tc.img, tc.sub, target, tc.idmap)
+			if tc.notFound {
+				if !errors.Is(err, errdefs.ErrNotFound) {
+					t.Fatalf("err = %v, want ErrNotFound", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { UnmountRootfs(target) })
+			file := filepath.Join(target, tc.want)
+			if _, err := os.Stat(file); err != nil {
+				t.Fatal(err)
+			}
+			if uid, _ := owner(t, file); uid != tc.wantUID {
+				t.Errorf("owner %d, want %d", uid, tc.wantUID)
+			}
+			if err := os.WriteFile(filepath.Join(target, "new"), nil, 0o644); !errors.Is(err, syscall.EROFS) && !errors.Is(err, syscall.ENOTDIR) {
+				t.Errorf("write into the volume: %v, want EROFS", err)
+			}
+		})
 	}
 }

@@ -71,6 +71,8 @@ type Config struct {
 	CgroupParent string
 	Namespaces   NamespaceOptions
 	Sysctls      map[string]string // namespaced sysctls, dotted (net.ipv4.ip_forward) or slashed names
+	Annotations  map[string]string // the pod's annotations (the network reads bandwidth limits from them)
+	UserNS       *UserNamespace    // the pod's own user namespace; nil: the host's
 }
 
 var podIDPattern = regexp.MustCompile(`^[A-Za-z0-9]{1,128}$`)
@@ -94,6 +96,11 @@ func (c *Config) validate() error {
 	}
 	if ns.PID != NamespacePod && ns.PID != NamespaceContainer && ns.PID != NamespaceNode {
 		return errdefs.InvalidArgument("namespace_options.pid", "%s is not valid for a pod (want POD, CONTAINER or NODE)", ns.PID)
+	}
+	if c.UserNS != nil {
+		if err := c.UserNS.validate(ns); err != nil {
+			return err
+		}
 	}
 	for field, values := range map[string][]string{
 		"dns_config.servers": c.DNS.Servers, "dns_config.searches": c.DNS.Searches, "dns_config.options": c.DNS.Options,

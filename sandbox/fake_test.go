@@ -57,11 +57,21 @@ func (f *fakeMonitors) Start(_ context.Context, o MonitorOptions) (Monitor, erro
 	}
 	m := &fakeMonitor{fm: f, dir: o.Dir}
 	f.all = append(f.all, m)
-	if err := m.spawn(0, cg.Apply); err != nil {
+	if err := m.spawn(&syscall.SysProcAttr{}, cg.Apply); err != nil {
 		return nil, err
 	}
 	if o.NeedPause {
-		if err := m.spawn(syscall.CLONE_NEWPID, cg.Apply); err != nil {
+		attr := &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID}
+		if u := o.UserNS; u != nil {
+			// Like the pause process of oci/monitor: a new user namespace owning the pod's namespaces.
+			attr.Cloneflags |= syscall.CLONE_NEWUSER
+			for _, name := range o.Unshare {
+				attr.Cloneflags |= uintptr(nsKind(name).cloneFlag())
+			}
+			attr.UidMappings, attr.GidMappings = sysMappings(u.UIDs), sysMappings(u.GIDs)
+			attr.GidMappingsEnableSetgroups = true
+		}
+		if err := m.spawn(attr, cg.Apply); err != nil {
 			return nil, err
 		}
 		m.pause = m.cmds[1].Process.Pid
@@ -70,9 +80,10 @@ func (f *fakeMonitors) Start(_ context.Context, o MonitorOptions) (Monitor, erro
 	return m, nil
 }
 
-func (m *fakeMonitor) spawn(cloneFlags uintptr, join func(pid int) error) error {
+func (m *fakeMonitor) spawn(attr *syscall.SysProcAttr, join func(pid int) error) error {
 	cmd := exec.Command("sleep", "1000")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Cloneflags: cloneFlags}
+	attr.Setsid = true
+	cmd.SysProcAttr = attr
 	if err := cmd.Start(); err != nil {
 		return err
 	}

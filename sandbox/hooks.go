@@ -31,6 +31,11 @@ type MonitorOptions struct {
 	Systemd     bool
 	NeedPause   bool // the pod shares a PID namespace: start the pause process as its PID 1
 	OOMScoreAdj int  // for the monitor and pause processes, already clamped to the configured floor
+	// UserNS, for a pod with its own user namespace, has the pause process (NeedPause is set) started in a new user
+	// namespace with these mappings, which owns its PID namespace and the new namespaces of Unshare ("net", "ipc",
+	// "uts") made with it; sandbox pins them from the pause process.
+	UserNS  *UserNamespace
+	Unshare []string
 }
 
 // Network connects pods to the network (CNI, issue 5). Without one a pod only has loopback.

@@ -107,7 +107,12 @@ func (m *Manager) stages(hostname string) []stage {
 	return []stage{
 		{"record", func(_ context.Context, p *Pod) error { return p.writeRecord() },
 			func(_ context.Context, p *Pod) error { return removeTree(p.dir) }},
-		{"namespaces", func(_ context.Context, p *Pod) error { return createNamespaces(p.path(nsDir), kindsOf(p)) },
+		{"namespaces", func(_ context.Context, p *Pod) error {
+			if p.cfg.UserNS != nil {
+				return pinPauseNamespaces(p)
+			}
+			return createNamespaces(p.path(nsDir), kindsOf(p))
+		},
 			func(_ context.Context, p *Pod) error { return removeNamespaces(p.path(nsDir)) }},
 		{"configure namespaces", func(_ context.Context, p *Pod) error {
 			return configureNamespaces(p.nsPaths(), hostname, p.cfg.Sysctls)
@@ -167,7 +172,7 @@ func (m *Manager) Create(ctx context.Context, cfg Config) (*Pod, error) {
 		return nil, err
 	}
 	start := time.Now()
-	stages := m.stages(hostname)
+	stages := m.podStages(p, hostname)
 	for i, s := range stages {
 		err := s.do(ctx, p)
 		if err == nil && m.afterStage != nil {
@@ -218,7 +223,7 @@ func (m *Manager) Stop(ctx context.Context, p *Pod) error {
 // cgroup if berth made it, unmounts the namespaces and shm and removes the pod dir. It works on pods in any
 // state, half-made ones included, and is idempotent.
 func (m *Manager) Remove(ctx context.Context, p *Pod) error {
-	if err := m.undo(ctx, p, m.stages("")); err != nil {
+	if err := m.undo(ctx, p, m.podStages(p, "")); err != nil {
 		return fmt.Errorf("remove pod %s: %w", p.ID(), err)
 	}
 	return nil
@@ -304,7 +309,9 @@ func (m *Manager) startMonitor(ctx context.Context, p *Pod) error {
 		Dir:         p.dir,
 		CgroupPath:  p.cgroup,
 		Systemd:     p.systemd,
-		NeedPause:   p.cfg.Namespaces.PID == NamespacePod,
+		NeedPause:   p.cfg.Namespaces.PID == NamespacePod || p.cfg.UserNS != nil,
+		UserNS:      p.cfg.UserNS,
+		Unshare:     p.pauseUnshare(),
 		OOMScoreAdj: m.oomScoreAdj,
 	})
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -68,7 +69,7 @@ func createNamespaces(nsDir string, kinds []nsKind) error {
 
 // removeNamespaces unpins and deletes every namespace file under nsDir; missing or unpinned files are fine.
 func removeNamespaces(nsDir string) error {
-	for _, k := range nsKinds {
+	for _, k := range slices.Concat(nsKinds, []nsKind{nsUser}) {
 		p := filepath.Join(nsDir, string(k))
 		if err := unmountAll(p); err != nil {
 			return err

@@ -198,7 +198,12 @@ func TestNetworkReadyWithConfig(t *testing.T) {
 		t.Errorf("NetworkReady with a missing plugin = %+v", c)
 	}
 	os.WriteFile(filepath.Join(bin, "bridge"), []byte("#!/bin/sh\n"), 0o755)
-	if c := netReady(); !c.Status {
+	// berthd watches the dirs: the change shows within moments.
+	c := netReady()
+	for deadline := time.Now().Add(3 * time.Second); !c.Status && time.Now().Before(deadline); c = netReady() {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !c.Status {
 		t.Errorf("NetworkReady with config and plugin = %+v", c)
 	}
 }

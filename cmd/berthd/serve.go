@@ -45,6 +45,13 @@ func serve(cfg config.Config) error {
 		return err
 	}
 	defer unlock()
+	// The socket comes before anything else is set up: a daemon that must refuse to start (another one serves
+	// there) touches nothing. Calls wait in the backlog until Serve.
+	lis, err := listenSocket(cfg.Listen)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(cfg.Listen)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -53,23 +60,29 @@ func serve(cfg config.Config) error {
 	if err != nil {
 		return fmt.Errorf("image service: %w", err)
 	}
-	runtimeSrv, err := newRuntime(ctx, cfg, images, log)
+	network, err := cni.New(cni.Options{ConfDir: cfg.CNI.ConfDir, BinDirs: cfg.CNI.BinDirs,
+		StateDir: filepath.Join(cfg.RootDir, "cni"), SetupTimeout: cfg.CNI.SetupTimeout.Duration, Logger: log})
+	if err != nil {
+		return fmt.Errorf("pod network: %w", err)
+	}
+	defer network.Close()
+	runtimeSrv, err := newRuntime(ctx, cfg, images, network, log)
 	if err != nil {
 		return err
 	}
 	defer runtimeSrv.Close()
+	streamAddr, stopStreams, err := runtimeSrv.ServeStreams(cri.StreamOptions{Address: cfg.Stream.Address,
+		Port: cfg.Stream.Port, TLSCert: cfg.Stream.TLSCert, TLSKey: cfg.Stream.TLSKey})
+	if err != nil {
+		return err
+	}
+	defer stopStreams()
 	driver := cgroupDriver(cfg.CgroupDriver)
 	metrics := cri.NewMetrics()
 	interceptor := cri.NewInterceptor(log, metrics)
 	srv := grpc.NewServer(interceptor.ServerOptions()...)
 	runtimeapi.RegisterRuntimeServiceServer(srv, runtimeSrv)
 	runtimeapi.RegisterImageServiceServer(srv, cri.NewImageServer(images))
-
-	lis, err := listenSocket(cfg.Listen)
-	if err != nil {
-		return err
-	}
-	defer os.Remove(cfg.Listen)
 
 	if cfg.Metrics.Address != "" {
 		stop, err := serveMetrics(cfg.Metrics, metrics, log)
@@ -82,13 +95,14 @@ func serve(cfg config.Config) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(lis) }()
 	log.Info("berthd serving", "version", version.Version, "socket", cfg.Listen, "root", cfg.RootDir,
-		"state", cfg.StateDir, "cgroupDriver", driver)
+		"state", cfg.StateDir, "cgroupDriver", driver, "streaming", streamAddr)
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	select {
 	case sig := <-sigs:
 		log.Info("shutting down: finishing in-flight calls", "signal", sig.String(), "timeout", cfg.ShutdownTimeout.Duration)
+		runtimeSrv.Close() // ends event streams, which GracefulStop would otherwise wait for
 		gracefulStop(srv, cfg.ShutdownTimeout.Duration)
 		return nil
 	case err := <-serveErr:
@@ -97,7 +111,7 @@ func serve(cfg config.Config) error {
 }
 
 // newRuntime builds the runtime service over sandbox/ and oci/ and reconciles it with the host.
-func newRuntime(ctx context.Context, cfg config.Config, images *image.Service, log *slog.Logger) (*cri.RuntimeServer, error) {
+func newRuntime(ctx context.Context, cfg config.Config, images *image.Service, network *cni.Network, log *slog.Logger) (*cri.RuntimeServer, error) {
 	driver := cgroupDriver(cfg.CgroupDriver)
 	host, err := oci.SystemHost()
 	if err != nil {
@@ -106,23 +120,20 @@ func newRuntime(ctx context.Context, cfg config.Config, images *image.Service, l
 	host.OOMScoreAdjMin = max(host.OOMScoreAdjMin, cfg.MinOOMScoreAdj)
 	runcRoot := filepath.Join(cfg.StateDir, "runc")
 	sandboxes, err := sandbox.New(sandbox.Options{StateDir: cfg.StateDir, CgroupDriver: driver,
-		MinOOMScoreAdj: host.OOMScoreAdjMin, Monitors: monitors{runcRoot: runcRoot}, Logger: log})
+		MinOOMScoreAdj: host.OOMScoreAdjMin, Monitors: monitors{runcRoot: runcRoot}, Network: network, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("sandbox manager: %w", err)
 	}
 	rt, err := cri.NewRuntimeServer(cri.RuntimeOptions{
-		CgroupDriver: driver,
-		NetworkStatus: func() error {
-			_, err := cni.Load(cfg.CNI.ConfDir, cfg.CNI.BinDirs)
-			return err
-		},
-		Config:    cfg.Redacted(),
-		RootDir:   cfg.RootDir,
-		Images:    images,
-		Sandboxes: sandboxes,
-		Runc:      &runc.Runtime{Root: runcRoot, Systemd: driver == "systemd"},
-		Host:      host,
-		Logger:    log,
+		CgroupDriver:  driver,
+		NetworkStatus: network.Ready,
+		Config:        cfg.Redacted(),
+		RootDir:       cfg.RootDir,
+		Images:        images,
+		Sandboxes:     sandboxes,
+		Runc:          &runc.Runtime{Root: runcRoot, Systemd: driver == "systemd"},
+		Host:          host,
+		Logger:        log,
 	})
 	if err != nil {
 		return nil, err
@@ -130,6 +141,20 @@ func newRuntime(ctx context.Context, cfg config.Config, images *image.Service, l
 	if err := rt.Recover(ctx); err != nil {
 		rt.Close()
 		return nil, err
+	}
+	// Before serving, so that no pod is set up meanwhile: the attachments of pods that are not ready are deleted.
+	ready, err := rt.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{Filter: &runtimeapi.PodSandboxFilter{
+		State: &runtimeapi.PodSandboxStateValue{State: runtimeapi.PodSandboxState_SANDBOX_READY}}})
+	if err != nil {
+		rt.Close()
+		return nil, err
+	}
+	live := make([]string, 0, len(ready.GetItems()))
+	for _, p := range ready.GetItems() {
+		live = append(live, p.GetId())
+	}
+	if err := network.GC(ctx, live); err != nil {
+		log.Warn("pod network attachments of pods that are gone were not all deleted", "err", err)
 	}
 	return rt, nil
 }

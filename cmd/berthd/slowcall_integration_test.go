@@ -34,7 +34,9 @@ func TestSlowCallRetry(t *testing.T) {
 	if err != nil {
 		t.Fatalf("retry: %v", err)
 	}
-	t.Cleanup(func() { rt.RemovePodSandbox(context.Background(), &runtimeapi.RemovePodSandboxRequest{PodSandboxId: pod.PodSandboxId}) })
+	t.Cleanup(func() {
+		rt.RemovePodSandbox(context.Background(), &runtimeapi.RemovePodSandboxRequest{PodSandboxId: pod.PodSandboxId})
+	})
 	pods, err := rt.ListPodSandbox(ctx(t), &runtimeapi.ListPodSandboxRequest{})
 	if err != nil || len(pods.Items) != 1 || pods.Items[0].Id != pod.PodSandboxId {
 		t.Fatalf("pods after the retry = %v (%v), want just %s", pods.GetItems(), err, pod.PodSandboxId)

@@ -34,6 +34,9 @@ type StartOptions struct {
 	Systemd    bool
 	// NeedPause runs the pod's PID-namespace init; its pid is Client.PausePid.
 	NeedPause bool
+	// PauseUserNS, with NeedPause and mappings, starts the pause process in a new user namespace: a pod's own
+	// (KEP-127), which owns the pause process's PID namespace and the other namespaces made with it.
+	PauseUserNS UserNamespace
 	// Binary is berthd's executable; empty is /proc/self/exe.
 	Binary string
 }
@@ -92,6 +95,7 @@ func Start(ctx context.Context, o StartOptions) (*Client, error) {
 	}
 	if o.NeedPause {
 		args = append(args, "-pause")
+		args = append(args, o.PauseUserNS.args()...)
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Args[0] = os.Args[0]

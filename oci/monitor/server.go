@@ -44,6 +44,7 @@ const cgroupName = "berth-monitor"
 type config struct {
 	dir, podID, runcRoot, cgroup string
 	systemd, pause               bool
+	pauseUserNS                  UserNamespace
 	readyFD                      int
 }
 
@@ -58,12 +59,13 @@ func Main(args []string) int {
 	fs.StringVar(&cfg.cgroup, "cgroup", "", "pod cgroup (a slice with -systemd); the monitor joins a cgroup below it")
 	fs.BoolVar(&cfg.systemd, "systemd", false, "use the systemd cgroup driver")
 	fs.BoolVar(&cfg.pause, "pause", false, "run a PID-namespace init for the pod")
+	cfg.pauseUserNS.flags(fs)
 	fs.IntVar(&cfg.readyFD, "ready-fd", -1, "file descriptor to report readiness on")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if cfg.dir == "" || cfg.runcRoot == "" || fs.NArg() > 0 {
-		fmt.Fprintln(os.Stderr, "usage: berthd monitor -dir <pod dir> -runc-root <dir> [-pod id] [-cgroup path] [-systemd] [-pause] [-ready-fd n]")
+		fmt.Fprintln(os.Stderr, "usage: berthd monitor -dir <pod dir> -runc-root <dir> [-pod id] [-cgroup path] [-systemd] [-pause [-pause-uids c:h:n,… -pause-gids c:h:n,… [-pause-unshare net,ipc,uts]]] [-ready-fd n]")
 		return 2
 	}
 	// The heap of an idle monitor is a few hundred KiB: collect early rather than let it double.
@@ -132,7 +134,7 @@ func newServer(cfg config, log *slog.Logger) (*server, error) {
 		containers: make(map[string]*container),
 	}
 	if cfg.pause {
-		if err := s.startPause(); err != nil {
+		if err := s.startPause(cfg.pauseUserNS); err != nil {
 			return nil, err
 		}
 	}
@@ -180,14 +182,18 @@ func joinCgroup(path string, systemd bool, podID string) error {
 	return nil
 }
 
-// startPause runs the pod's PID-namespace init, a child of the monitor in the pod cgroup.
-func (s *server) startPause() error {
+// startPause runs the pod's PID-namespace init, a child of the monitor in the pod cgroup, in a new PID namespace;
+// with userns set, also in a new user namespace owning it and the namespaces userns.Unshare names.
+func (s *server) startPause(userns UserNamespace) error {
 	dir := filepath.Join(s.dir, PauseDirName)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("pause dir: %w", err)
 	}
 	// /proc/self/exe: the monitor's own binary, even after berthd was replaced on disk.
 	cmd := pause.Command("/proc/self/exe", dir)
+	if err := userns.apply(cmd.SysProcAttr); err != nil {
+		return fmt.Errorf("start pause: %w", err)
+	}
 	s.reaper.starting.RLock()
 	err := cmd.Start()
 	if err == nil {

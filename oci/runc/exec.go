@@ -37,6 +37,9 @@ type ExecProcess struct {
 	// Stdout and Stderr nil discard. Output keeps being read after a Write error, so that the process
 	// never blocks on a full pipe.
 	Stdout, Stderr io.Writer
+	// Resize carries the client terminal's size changes (Terminal only); Exec stops reading it when the
+	// process ends.
+	Resize <-chan TerminalSize
 }
 
 // ExitStatus is how a process ended.
@@ -154,6 +157,8 @@ type execIO struct {
 	outs    []*os.File // our ends of stdout and stderr, or the terminal master
 	sock    *os.File   // console socket, terminal only
 	copying sync.WaitGroup
+	// stopResize ends the resize watcher, terminal with Resize only.
+	stopResize func()
 }
 
 func (e *execIO) setup(lp *libcontainer.Process, p ExecProcess) error {
@@ -200,6 +205,9 @@ func (e *execIO) started(p ExecProcess) error {
 			return fmt.Errorf("receive console: %w", err)
 		}
 		e.outs = append(e.outs, master)
+		if p.Resize != nil {
+			e.stopResize = watchResize(master, p.Resize)
+		}
 		e.copy(p.Stdout, master)
 		if p.Stdin != nil {
 			go io.Copy(master, p.Stdin)
@@ -254,6 +262,9 @@ func (e *execIO) drain(d time.Duration) {
 }
 
 func (e *execIO) close() {
+	if e.stopResize != nil {
+		e.stopResize()
+	}
 	for _, f := range e.child {
 		f.Close()
 	}

@@ -1,0 +1,139 @@
+package cri
+
+import (
+	"context"
+	"fmt"
+	"maps"
+
+	"google.golang.org/protobuf/proto"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berthcri/berth/internal/errdefs"
+	"github.com/berthcri/berth/oci"
+	"github.com/berthcri/berth/oci/runc"
+)
+
+// UpdateContainerResources changes a container's cgroup limits (in-place pod resize) and records them, so that
+// ContainerStatus reports them. A created or running container's cgroup is changed first, through libcontainer
+// (which restores the old limits when the kernel refuses the new ones); an exited container's record only.
+func (s *RuntimeServer) UpdateContainerResources(ctx context.Context, r *runtimeapi.UpdateContainerResourcesRequest) (*runtimeapi.UpdateContainerResourcesResponse, error) {
+	id := r.GetContainerId()
+	switch {
+	case id == "":
+		return nil, errdefs.InvalidArgument("container_id", "must be set")
+	case r.GetLinux() == nil:
+		return nil, errdefs.InvalidArgument("linux", "must be set")
+	}
+	found, ok := s.findContainer(id)
+	if !ok {
+		return nil, errdefs.NotFound("container", id)
+	}
+	id = found.ID
+	unlock := s.ctrLocks.lock(id)
+	defer unlock()
+	rec, ok := s.containers.Get(id)
+	if !ok || rec.State == ctrCreating {
+		return nil, errdefs.NotFound("container", id)
+	}
+	old := rec.Config.GetLinux().GetResources()
+	merged := mergeResources(old, r.GetLinux())
+	res, err := oci.Resources(resources(merged), s.opts.Host)
+	if err != nil {
+		return nil, fmt.Errorf("update container %s: %w", id, err)
+	}
+	applied := false
+	if rec.State == ctrCreated || rec.State == ctrRunning {
+		c, err := s.opts.Runc.Load(id)
+		if err != nil {
+			return nil, fmt.Errorf("update container %s: %w", id, err)
+		}
+		err = c.Update(res)
+		switch {
+		case err == nil:
+			applied = true
+		case errdefs.IsFailedPrecondition(err) && s.exitedMeanwhile(id):
+			// The process ended while we were updating: the record is all there is to change.
+		default:
+			return nil, fmt.Errorf("update container %s: %w", id, err)
+		}
+	}
+	if _, err := s.containers.Update(id, func(c *containerRecord) error {
+		if c.Config.Linux == nil {
+			c.Config.Linux = &runtimeapi.LinuxContainerConfig{}
+		}
+		c.Config.Linux.Resources = merged
+		return nil
+	}); err != nil {
+		if applied {
+			s.restoreResources(ctx, id, old)
+		}
+		return nil, fmt.Errorf("update container %s: %w", id, err)
+	}
+	Logger(ctx).Info("container resources updated", "container", id, "applied", applied)
+	return &runtimeapi.UpdateContainerResourcesResponse{}, nil
+}
+
+func (s *RuntimeServer) exitedMeanwhile(id string) bool {
+	s.onExit(id)
+	rec, ok := s.containers.Get(id)
+	return ok && rec.State == ctrExited
+}
+
+// restoreResources puts the recorded limits back after the new ones could not be recorded.
+func (s *RuntimeServer) restoreResources(ctx context.Context, id string, old *runtimeapi.LinuxContainerResources) {
+	res, err := oci.Resources(resources(old), s.opts.Host)
+	if err == nil {
+		var c *runc.Container
+		if c, err = s.opts.Runc.Load(id); err == nil {
+			err = c.Update(res)
+		}
+	}
+	if err != nil {
+		Logger(ctx).Error("restore container resources", "container", id, "err", err)
+	}
+}
+
+// mergeResources applies an update onto the current resources as containerd does: set fields replace the current
+// ones, zero and empty fields keep them; hugepage limits replace those of the same page size and unified entries
+// those of the same key. oom_score_adj is kept: it belongs to the process, which cannot change it any more.
+func mergeResources(cur, upd *runtimeapi.LinuxContainerResources) *runtimeapi.LinuxContainerResources {
+	out := &runtimeapi.LinuxContainerResources{}
+	if cur != nil {
+		out = proto.Clone(cur).(*runtimeapi.LinuxContainerResources)
+	}
+	setInt := func(dst *int64, v int64) {
+		if v != 0 {
+			*dst = v
+		}
+	}
+	setInt(&out.CpuPeriod, upd.GetCpuPeriod())
+	setInt(&out.CpuQuota, upd.GetCpuQuota())
+	setInt(&out.CpuShares, upd.GetCpuShares())
+	setInt(&out.MemoryLimitInBytes, upd.GetMemoryLimitInBytes())
+	setInt(&out.MemorySwapLimitInBytes, upd.GetMemorySwapLimitInBytes())
+	if v := upd.GetCpusetCpus(); v != "" {
+		out.CpusetCpus = v
+	}
+	if v := upd.GetCpusetMems(); v != "" {
+		out.CpusetMems = v
+	}
+	for _, h := range upd.GetHugepageLimits() {
+		replaced := false
+		for i, o := range out.HugepageLimits {
+			if o.GetPageSize() == h.GetPageSize() {
+				out.HugepageLimits[i] = proto.Clone(h).(*runtimeapi.HugepageLimit)
+				replaced = true
+			}
+		}
+		if !replaced {
+			out.HugepageLimits = append(out.HugepageLimits, proto.Clone(h).(*runtimeapi.HugepageLimit))
+		}
+	}
+	if len(upd.GetUnified()) > 0 {
+		if out.Unified == nil {
+			out.Unified = map[string]string{}
+		}
+		maps.Copy(out.Unified, upd.GetUnified())
+	}
+	return out
+}
