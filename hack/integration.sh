@@ -10,4 +10,4 @@ trap '[ -n "$own_registry" ] && hack/testbed.sh stop >/dev/null 2>&1' EXIT
 mirrors=$(mktemp)
 trap '[ -n "$own_registry" ] && hack/testbed.sh stop >/dev/null 2>&1; rm -f "$mirrors"' EXIT
 hack/testbed.sh mirrors-toml >"$mirrors"
-BERTH_TEST_MIRRORS=$mirrors go test -race -count=1 -tags integration -timeout 20m ./cmd/berthd/ "$@"
+BERTH_TEST_CNI_BIN=$(hack/tools.sh)/cni BERTH_TEST_MIRRORS=$mirrors go test -race -count=1 -tags integration -timeout 20m ./cmd/berthd/ "$@"

@@ -77,8 +77,7 @@ func containerState(t *testing.T, rt runtimeapi.RuntimeServiceClient, id string)
 // running and logging, a container that exited while berthd was down reports its exit code, no half-made object is
 // visible, and once everything is removed nothing is left on the host.
 func TestKillRecovery(t *testing.T) {
-	needImages(t)
-	d := newDaemon(t, "")
+	d := newPodDaemon(t)
 	d.start(t)
 	rt, img := d.clients(t)
 	if _, err := img.PullImage(ctx(t), &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: testImage}}); err != nil {

@@ -16,8 +16,7 @@ import (
 // the first call made (finished in the background), not a "name is reserved" error, and only one object exists.
 // Once a caller got it, another create with the same name is AlreadyExists.
 func TestSlowCallRetry(t *testing.T) {
-	needImages(t)
-	d := newDaemon(t, "")
+	d := newPodDaemon(t)
 	d.start(t)
 	rt, img := d.clients(t)
 	if _, err := img.PullImage(ctx(t), &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: testImage}}); err != nil {
