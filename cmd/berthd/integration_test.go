@@ -271,6 +271,7 @@ func must[T any](v T, err error) T {
 	}
 	return v
 }
+
 // newPodDaemon is a daemon whose pods get a loopback-only CNI network from the plugins hack/integration.sh built,
 // for tests of the pod and container lifecycle that need no pod-to-pod traffic.
 func newPodDaemon(t *testing.T) *daemon {
