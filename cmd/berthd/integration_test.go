@@ -85,11 +85,21 @@ func (d *daemon) start(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.stop(t) })
-	deadline := time.Now().Add(10 * time.Second)
+	// The socket accepts before berthd serves (it is opened first): wait for an answered call.
+	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		if c, err := net.Dial("unix", d.socket); err == nil {
 			c.Close()
-			return
+			rt, _ := d.clients(t)
+			vctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			_, err := rt.Version(vctx, &runtimeapi.VersionRequest{})
+			cancel()
+			if err == nil {
+				return
+			}
+		}
+		if d.cmd.Process.Signal(syscall.Signal(0)) != nil {
+			break // exited at start
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

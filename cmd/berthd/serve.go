@@ -32,6 +32,9 @@ import (
 )
 
 func serve(cfg config.Config) error {
+	// Signals are caught from the first moment: a SIGTERM during start-up is an orderly stop, not a kill.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	log := newLogger(cfg.Log)
 	slog.SetDefault(log)
 
@@ -97,8 +100,6 @@ func serve(cfg config.Config) error {
 	log.Info("berthd serving", "version", version.Version, "socket", cfg.Listen, "root", cfg.RootDir,
 		"state", cfg.StateDir, "cgroupDriver", driver, "streaming", streamAddr)
 
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	select {
 	case sig := <-sigs:
 		log.Info("shutting down: finishing in-flight calls", "signal", sig.String(), "timeout", cfg.ShutdownTimeout.Duration)
