@@ -20,6 +20,7 @@ import (
 // Host paths the installer manages.
 const (
 	berthdPath    = "/usr/local/bin/berthd"
+	monitorPath   = "/usr/local/bin/berth-monitor" // beside berthd, which finds its pod monitors there
 	supervisePath = "/usr/local/bin/berthd-supervise"
 	unitPath      = "/etc/systemd/system/berthd.service"
 	configPath    = "/etc/berth/berth.toml"
@@ -125,7 +126,7 @@ func (in *installer) install(ctx context.Context) error {
 	return nil
 }
 
-// files lists what goes on the host: berthd, the CNI plugins the host lacks, the config, crictl's config and the
+// files lists what goes on the host: berthd and berth-monitor, the CNI plugins the host lacks, the config, crictl's config and the
 // service unit or start script.
 func (in *installer) files(h *host, service string, settings kubeletSettings) ([]file, error) {
 	embedded := func(name string) []byte {
@@ -139,7 +140,14 @@ func (in *installer) files(h *host, service string, settings kubeletSettings) ([
 	if err != nil {
 		return nil, fmt.Errorf("payload: %w", err)
 	}
+	mon, err := os.ReadFile(filepath.Join(in.payload, "bin", "berth-monitor"))
+	if err != nil {
+		return nil, fmt.Errorf("payload: %w", err)
+	}
+	// The monitor goes first: a berthd restarted by this run starts its new pods' monitors from it. Running
+	// monitors keep the old file (write-new + rename).
 	files := []file{
+		{path: monitorPath, data: mon, mode: 0o755, policy: backUp},
 		{path: berthdPath, data: berthd, mode: 0o755, policy: backUp, restart: true},
 		{path: configPath, data: embedded("berth.toml"), mode: 0o644, policy: keepHosts, restart: true},
 		{path: dropInPath, data: dropIn(settings, in.log), mode: 0o644, policy: backUp, restart: true},

@@ -129,11 +129,12 @@ func diffSnapshots(t *testing.T, what string, want, got map[string]string) {
 func payload(t *testing.T) string {
 	dir := t.TempDir()
 	writeTree(t, dir, map[string]string{
-		"bin/berthd":     "berthd v2",
-		"cni/bridge":     "bridge plugin",
-		"cni/host-local": "host-local plugin",
-		"cni/loopback":   "loopback plugin",
-		"cni/.version":   "v1.10.0\n",
+		"bin/berthd":        "berthd v2",
+		"bin/berth-monitor": "berth-monitor v2",
+		"cni/bridge":        "bridge plugin",
+		"cni/host-local":    "host-local plugin",
+		"cni/loopback":      "loopback plugin",
+		"cni/.version":      "v1.10.0\n",
 	}, 0o755)
 	return dir
 }
@@ -196,6 +197,7 @@ func TestInstallFakeNode(t *testing.T) {
 			defaultNetwork: true, // the node has a network: not installed
 			want: map[string]fs.FileMode{
 				"usr/local/bin/berthd":                 0o755,
+				"usr/local/bin/berth-monitor":          0o755,
 				"opt/cni/bin/bridge":                   0o755,
 				"opt/cni/bin/host-local":               0o755,
 				"etc/berth/berth.toml":                 0o644,
@@ -206,6 +208,7 @@ func TestInstallFakeNode(t *testing.T) {
 			},
 			content: map[string]string{
 				"usr/local/bin/berthd":              "berthd v2",
+				"usr/local/bin/berth-monitor":       "berth-monitor v2",
 				"opt/cni/bin/loopback":              "the host's loopback",
 				"etc/systemd/system/berthd.service": embedded(t, "berthd.service"),
 				"etc/crictl.yaml":                   embedded(t, "crictl.yaml"),
@@ -232,6 +235,7 @@ func TestInstallFakeNode(t *testing.T) {
 			defaultNetwork: true,
 			want: map[string]fs.FileMode{
 				"usr/local/bin/berthd":                0o755,
+				"usr/local/bin/berth-monitor":         0o755,
 				"usr/local/bin/berthd-supervise":      0o755,
 				"opt/cni/bin/bridge":                  0o755,
 				"opt/cni/bin/host-local":              0o755,
@@ -241,6 +245,7 @@ func TestInstallFakeNode(t *testing.T) {
 			},
 			content: map[string]string{
 				"usr/local/bin/berthd":                "berthd v2",
+				"usr/local/bin/berth-monitor":         "berth-monitor v2",
 				"usr/local/bin/berthd-supervise":      embedded(t, "berthd-supervise"),
 				"opt/cni/bin/loopback":                "loopback plugin",
 				"etc/crictl.yaml":                     "runtime-endpoint: unix:///run/other.sock\n", // the host's: kept

@@ -33,7 +33,7 @@ const (
 var epoch = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 
 type options struct {
-	berthd, installer, cniDir string
+	berthd, monitor, installer, cniDir string
 }
 
 // build makes the image: one layer per part, the least often changed first (CNI plugins, berthd, installer).
@@ -57,7 +57,7 @@ func build(o options) (v1.Image, error) {
 	var layers []v1.Layer
 	for _, files := range []map[string]string{
 		cni,
-		{path.Join(payloadDir, "bin", "berthd"): o.berthd},
+		{path.Join(payloadDir, "bin", "berthd"): o.berthd, path.Join(payloadDir, "bin", "berth-monitor"): o.monitor},
 		{installerPath: o.installer},
 	} {
 		l, err := layer(files)

@@ -36,15 +36,15 @@ func staticELF() []byte {
 	return b.Bytes()
 }
 
-// inputs lays out stand-ins for the installer, berthd and the CNI plugins.
+// inputs lays out stand-ins for the installer, berthd, berth-monitor and the CNI plugins.
 func inputs(t *testing.T) options {
 	dir := t.TempDir()
 	must(t, os.MkdirAll(filepath.Join(dir, "cni"), 0o755))
 	for name, data := range map[string]string{"berth-installer": string(staticELF()), "berthd": "berthd binary",
-		"cni/bridge": "bridge", "cni/loopback": "loopback", "cni/.version": "v1\n"} {
+		"berth-monitor": "monitor binary", "cni/bridge": "bridge", "cni/loopback": "loopback", "cni/.version": "v1\n"} {
 		must(t, os.WriteFile(filepath.Join(dir, name), []byte(data), 0o755))
 	}
-	return options{berthd: filepath.Join(dir, "berthd"), installer: filepath.Join(dir, "berth-installer"), cniDir: filepath.Join(dir, "cni")}
+	return options{berthd: filepath.Join(dir, "berthd"), monitor: filepath.Join(dir, "berth-monitor"), installer: filepath.Join(dir, "berth-installer"), cniDir: filepath.Join(dir, "cni")}
 }
 
 func must(t *testing.T, err error) {
@@ -83,6 +83,7 @@ func TestBuildAndPush(t *testing.T) {
 		"opt/berth":                     "drwxr-xr-x",
 		"opt/berth/bin":                 "drwxr-xr-x",
 		"opt/berth/bin/berthd":          "-rwxr-xr-x berthd binary",
+		"opt/berth/bin/berth-monitor":   "-rwxr-xr-x monitor binary",
 		"opt/berth/cni":                 "drwxr-xr-x",
 		"opt/berth/cni/bridge":          "-rwxr-xr-x bridge",
 		"opt/berth/cni/loopback":        "-rwxr-xr-x loopback",

@@ -2,6 +2,7 @@
 //
 //	/usr/local/bin/berth-installer   the entry point (cmd/berth-installer, static)
 //	/opt/berth/bin/berthd            the daemon (make build)
+//	/opt/berth/bin/berth-monitor     the per-pod monitor (make build)
 //	/opt/berth/cni/<plugin>          the CNI plugins (hack/tools.sh)
 //
 // The unit, start script and config files travel inside the installer (package deploy embeds them). Timestamps are
@@ -33,6 +34,7 @@ func main() {
 	var insecure bool
 	flag.StringVar(&ref, "image", "", "where to push the image, e.g. 127.0.0.1:5000/berth/installer:0.1.0 (required)")
 	flag.StringVar(&o.berthd, "berthd", "bin/berthd", "berthd binary (make build)")
+	flag.StringVar(&o.monitor, "monitor", "bin/berth-monitor", "berth-monitor binary (make build)")
 	flag.StringVar(&o.installer, "installer", "bin/berth-installer", "berth-installer binary, statically linked (make installer)")
 	flag.StringVar(&o.cniDir, "cni", defaultCNIDir(), "directory of CNI plugin binaries (hack/tools.sh)")
 	flag.BoolVar(&insecure, "insecure", false, "plain HTTP to the registry (always used for localhost, loopback and private addresses)")
