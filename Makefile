@@ -11,8 +11,10 @@ CNI_BIN   ?= /opt/cni/bin
 
 all: build
 
+# build: berthd and berth-monitor, the per-pod monitor berthd runs from its own directory (stripped: every pod maps it).
 build:
 	CGO_ENABLED=1 $(GO) build $(GOFLAGS_B) -o bin/berthd ./cmd/berthd
+	CGO_ENABLED=1 $(GO) build -tags seccomp -trimpath -ldflags "-s -w" -o bin/berth-monitor ./cmd/berth-monitor
 
 # installer: the node installer, static (its image has no libc); hack/cmd/mkinstaller packs it with berthd.
 installer:
@@ -21,11 +23,13 @@ installer:
 deps:
 	hack/install-deps.sh
 
-# install writes the new binary next to the old one and renames it over: a running berthd keeps its file.
+# install writes each new binary next to the old one and renames it over: running processes keep their file. The
+# monitor goes first: a new berthd starts the monitor it was built with.
 install: build
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/etc/berth/berth.d
-	install -m 0755 bin/berthd $(DESTDIR)$(PREFIX)/bin/.berthd.new
-	mv -f $(DESTDIR)$(PREFIX)/bin/.berthd.new $(DESTDIR)$(PREFIX)/bin/berthd
+	for b in berth-monitor berthd; do \
+		install -m 0755 bin/$$b $(DESTDIR)$(PREFIX)/bin/.$$b.new && mv -f $(DESTDIR)$(PREFIX)/bin/.$$b.new $(DESTDIR)$(PREFIX)/bin/$$b || exit 1; \
+	done
 	[ -e $(DESTDIR)/etc/berth/berth.toml ] || install -m 0644 deploy/berth.toml $(DESTDIR)/etc/berth/berth.toml
 
 # run: install what berthd needs on this host, then serve in the foreground with the default config.

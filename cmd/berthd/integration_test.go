@@ -30,10 +30,13 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	berthdBin = filepath.Join(dir, "berthd")
-	build := exec.Command("go", "build", "-tags", "seccomp", "-o", berthdBin, ".")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		panic(fmt.Sprintf("build berthd: %v", err))
+	// berthd runs the pods' monitors from berth-monitor beside it.
+	for out, pkg := range map[string]string{berthdBin: ".", filepath.Join(dir, "berth-monitor"): "../berth-monitor"} {
+		build := exec.Command("go", "build", "-tags", "seccomp", "-o", out, pkg)
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			panic(fmt.Sprintf("build %s: %v", pkg, err))
+		}
 	}
 	code := m.Run()
 	os.RemoveAll(dir)

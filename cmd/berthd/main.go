@@ -19,9 +19,7 @@ import (
 const defaultConfigFile = "/etc/berth/berth.toml"
 
 func main() {
-	if code, ok := entrypoint(os.Args); ok {
-		os.Exit(code)
-	}
+	containerInit(os.Args)
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

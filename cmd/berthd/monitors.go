@@ -8,12 +8,17 @@ import (
 	"github.com/berthcri/berth/sandbox"
 )
 
-// monitors starts and finds pod monitors for sandbox/: the monitor is this binary re-executed.
+// monitors starts and finds pod monitors for sandbox/: each is a berth-monitor process, the executable
+// installed beside berthd.
 type monitors struct{ runcRoot string }
 
 func (m monitors) Start(ctx context.Context, o sandbox.MonitorOptions) (sandbox.Monitor, error) {
+	bin, err := monitor.DefaultBinary()
+	if err != nil {
+		return nil, err
+	}
 	c, err := monitor.Start(ctx, monitor.StartOptions{PodID: o.PodID, Dir: o.Dir, RuncRoot: m.runcRoot,
-		CgroupPath: o.CgroupPath, Systemd: o.Systemd, NeedPause: o.NeedPause, PauseUserNS: pauseUserNS(o)})
+		CgroupPath: o.CgroupPath, Systemd: o.Systemd, NeedPause: o.NeedPause, PauseUserNS: pauseUserNS(o), Binary: bin})
 	if err != nil {
 		return nil, err
 	}

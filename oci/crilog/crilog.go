@@ -34,8 +34,11 @@ const (
 const (
 	tagPartial = 'P'
 	tagFull    = 'F'
-	// flushSize bounds the bytes formatted before they are written, and the buffer kept between writes.
-	flushSize = 64 * 1024
+	// flushSize bounds the bytes formatted before they are written.
+	flushSize = 32 * 1024
+	// keepSize bounds the buffers a Writer keeps between writes: every container's monitor holds two
+	// Writers for the container's life, and most containers write little.
+	keepSize = 4096
 )
 
 // File is one container's log file, shared by the Writers of its streams.
@@ -162,6 +165,7 @@ func (w *Writer) Write(p []byte) (int, error) {
 		p = p[i+1:]
 	}
 	w.flush()
+	w.release()
 	return n, nil
 }
 
@@ -204,11 +208,14 @@ func (w *Writer) flush() {
 	}
 	w.lines = 0
 	w.out = w.out[:0]
-	// An idle container keeps no large buffers.
-	if cap(w.out) > flushSize {
+}
+
+// release drops large buffers at the end of a Write: an idle container keeps none.
+func (w *Writer) release() {
+	if cap(w.out) > keepSize {
 		w.out = nil
 	}
-	if len(w.pending) == 0 && cap(w.pending) > 4096 {
+	if len(w.pending) == 0 && cap(w.pending) > keepSize {
 		w.pending = nil
 	}
 }

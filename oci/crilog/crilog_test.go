@@ -115,6 +115,31 @@ func TestWriter(t *testing.T) {
 	}
 }
 
+// A Writer keeps no large buffer once a burst of output is written, unless a long line is still open.
+func TestWriterReleasesBuffers(t *testing.T) {
+	many := strings.Repeat("a line of output\n", 4*flushSize/17)
+	tests := map[string]struct {
+		write       string
+		wantPending int
+	}{
+		"burst of lines":        {many, 0},
+		"burst, then open line": {many + strings.Repeat("x", 2*keepSize), 2 * keepSize},
+		"long line":             {strings.Repeat("x", MaxLineSize) + "\n", 0},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			f, _ := openTemp(t)
+			defer f.Close()
+			w := f.NewWriter(Stdout)
+			w.Write([]byte(tc.write))
+			if cap(w.out) > keepSize || len(w.pending) != tc.wantPending || tc.wantPending == 0 && cap(w.pending) > keepSize {
+				t.Errorf("after the write: out cap %d, pending len %d cap %d; want out cap <= %d, pending len %d",
+					cap(w.out), len(w.pending), cap(w.pending), keepSize, tc.wantPending)
+			}
+		})
+	}
+}
+
 func TestStreamsShareFile(t *testing.T) {
 	f, path := openTemp(t)
 	out, errw := f.NewWriter(Stdout), f.NewWriter(Stderr)

@@ -37,7 +37,7 @@ type StartOptions struct {
 	// PauseUserNS, with NeedPause and mappings, starts the pause process in a new user namespace: a pod's own
 	// (KEP-127), which owns the pause process's PID namespace and the other namespaces made with it.
 	PauseUserNS UserNamespace
-	// Binary is berthd's executable; empty is /proc/self/exe.
+	// Binary is the monitor's executable, cmd/berth-monitor: DefaultBinary() for berthd.
 	Binary string
 }
 
@@ -62,6 +62,9 @@ func Start(ctx context.Context, o StartOptions) (*Client, error) {
 	if o.RuncRoot == "" {
 		return nil, errdefs.InvalidArgument("runc root", "empty")
 	}
+	if err := checkBinary(o.Binary); err != nil {
+		return nil, err
+	}
 	if _, err := Connect(o.Dir); err == nil {
 		return nil, fmt.Errorf("monitor in %s: %w", o.Dir, errdefs.ErrAlreadyExists)
 	}
@@ -79,10 +82,6 @@ func Start(ctx context.Context, o StartOptions) (*Client, error) {
 	}
 	defer readyR.Close()
 
-	bin := o.Binary
-	if bin == "" {
-		bin = "/proc/self/exe"
-	}
 	args := []string{Arg, "-dir", o.Dir, "-runc-root", o.RuncRoot, "-ready-fd", "3"}
 	if o.PodID != "" {
 		args = append(args, "-pod", o.PodID)
@@ -97,8 +96,7 @@ func Start(ctx context.Context, o StartOptions) (*Client, error) {
 		args = append(args, "-pause")
 		args = append(args, o.PauseUserNS.args()...)
 	}
-	cmd := exec.Command(bin, args...)
-	cmd.Args[0] = os.Args[0]
+	cmd := exec.Command(o.Binary, args...)
 	cmd.Dir = "/"
 	cmd.Env = monitorEnv()
 	cmd.Stdout, cmd.Stderr = logf, logf

@@ -1,7 +1,6 @@
 package monitor
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,7 +8,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/berthcri/berth/internal/errdefs"
@@ -22,11 +20,11 @@ import (
 //	(creating) ──create ok──▶ created ──start──▶ running ──init exits──▶ exited ──remove──▶ (gone)
 //	                             └──────────init killed / dies─────────────▶┘
 //
-// "creating" is not reported by State. Remove kills whatever still runs first.
+// "creating" is not reported by State. Remove kills whatever still runs first. libcontainer's part of each
+// step runs in a helper process (helper.go).
 type container struct {
 	id     string
 	req    CreateRequest
-	rc     *runc.Container
 	log    *crilog.File // nil without a log path
 	stdin  *os.File     // where attachers' stdin goes: a pipe's write end or the terminal; nil without stdin
 	outs   []*os.File   // our ends of stdout and stderr, or the terminal
@@ -38,6 +36,9 @@ type container struct {
 	mu        sync.Mutex
 	status    Status // "" while being created
 	pid       int
+	pidfd     int  // of init, from create until its exit is recorded; signals go through it
+	sharesPID bool // no PID namespace of its own: SIGKILL must reach every process of the cgroup
+	cgroups   map[string]string
 	createdAt time.Time
 	startedAt time.Time
 	exit      *Exit
@@ -53,6 +54,8 @@ const (
 	pumpDrainTimeout = 2 * time.Second
 	// removeKillTimeout bounds the wait for a killed container's exit.
 	removeKillTimeout = 10 * time.Second
+	// pumpBufSize is the read buffer of each output stream, held for the container's life.
+	pumpBufSize = 8 * 1024
 )
 
 func (s *server) create(r *CreateRequest) (retErr error) {
@@ -62,7 +65,7 @@ func (s *server) create(r *CreateRequest) (retErr error) {
 	if !filepath.IsAbs(r.Bundle) {
 		return errdefs.InvalidArgument("bundle", "%q is not an absolute path", r.Bundle)
 	}
-	c := &container{id: r.ID, req: *r, exited: make(chan struct{}), attachers: make(map[*attacher]struct{})}
+	c := &container{id: r.ID, req: *r, pidfd: -1, exited: make(chan struct{}), attachers: make(map[*attacher]struct{})}
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
@@ -77,6 +80,9 @@ func (s *server) create(r *CreateRequest) (retErr error) {
 	defer func() {
 		if retErr != nil {
 			c.closeFiles()
+			c.mu.Lock()
+			c.closePidfd()
+			c.mu.Unlock()
 			if c.log != nil {
 				c.log.Close()
 			}
@@ -86,19 +92,13 @@ func (s *server) create(r *CreateRequest) (retErr error) {
 		}
 	}()
 
-	spec, err := readSpec(r.Bundle)
-	if err != nil {
-		return err
-	}
-	if spec.Process != nil && spec.Process.Terminal != r.TTY {
-		return errdefs.InvalidArgument("tty", "%v but the spec's process.terminal is %v", r.TTY, spec.Process.Terminal)
-	}
+	var err error
 	if r.LogPath != "" {
 		if c.log, err = crilog.Open(r.LogPath); err != nil {
 			return fmt.Errorf("container %s: %w", r.ID, err)
 		}
 	}
-	stdio, child, err := c.pipes()
+	child, consoleSock, err := c.pipes()
 	defer func() {
 		for _, f := range child {
 			f.Close()
@@ -107,22 +107,33 @@ func (s *server) create(r *CreateRequest) (retErr error) {
 	if err != nil {
 		return fmt.Errorf("container %s: stdio: %w", r.ID, err)
 	}
-	s.reaper.starting.RLock()
-	rc, err := s.rt.Create(r.ID, r.Bundle, spec, stdio)
-	var exit <-chan unix.WaitStatus
-	if err == nil {
-		c.pid = rc.Pid()
-		exit = s.reaper.watch(c.pid)
+	if consoleSock != nil {
+		defer consoleSock.Close()
 	}
-	s.reaper.starting.RUnlock()
+	args := []string{"-bundle", r.Bundle}
+	switch {
+	case r.TTY:
+		args = append(args, "-tty")
+	case r.Stdin:
+		args = append(args, "-stdin")
+	}
+	exit, err := s.createInit(c, child, args)
 	if err != nil {
 		return err
 	}
-	c.rc = rc
-	if r.TTY {
-		c.outs = []*os.File{rc.Console()}
+	if consoleSock != nil {
+		for _, f := range child {
+			f.Close() // the helper is gone: a terminal it did not send reads as EOF
+		}
+		child = nil
+		console, err := recvFile(consoleSock, "terminal")
+		if err != nil {
+			s.destroyFailed(c)
+			return fmt.Errorf("container %s: %w", r.ID, err)
+		}
+		c.outs = []*os.File{console}
 		if r.Stdin {
-			c.stdin = rc.Console()
+			c.stdin = console
 		}
 	}
 	c.startPumps()
@@ -134,42 +145,67 @@ func (s *server) create(r *CreateRequest) (retErr error) {
 	return nil
 }
 
-func readSpec(bundle string) (*specs.Spec, error) {
-	b, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+// createInit runs the create helper, which starts the container's init with the files child, and takes
+// init over: a pidfd of it and the watch of its exit.
+func (s *server) createInit(c *container, child []*os.File, args []string) (<-chan unix.WaitStatus, error) {
+	s.reaper.starting.RLock()
+	res, err := s.runHelper(helperCreate, c.id, child, args...)
 	if err != nil {
-		return nil, errdefs.InvalidArgument("bundle", "%s: %v", bundle, err)
+		s.reaper.starting.RUnlock()
+		return nil, err
 	}
-	var spec specs.Spec
-	if err := json.Unmarshal(b, &spec); err != nil {
-		return nil, errdefs.InvalidArgument("bundle", "%s/config.json: %v", bundle, err)
+	// init is our child now, and the reaper waits for starting: the pid is still init's.
+	pidfd, err := unix.PidfdOpen(res.Pid, 0)
+	var exit <-chan unix.WaitStatus
+	if err == nil {
+		c.pid, c.pidfd, c.sharesPID, c.cgroups = res.Pid, pidfd, res.SharesPIDNamespace, res.CgroupPaths
+		exit = s.reaper.watch(res.Pid)
 	}
-	return &spec, nil
+	s.reaper.starting.RUnlock()
+	if err != nil {
+		s.destroyFailed(c)
+		return nil, fmt.Errorf("container %s: pidfd of init %d: %w", c.id, res.Pid, err)
+	}
+	return exit, nil
 }
 
-// pipes makes the container's stdio and returns the ends to close once the container got them.
-func (c *container) pipes() (runc.Stdio, []*os.File, error) {
-	if c.req.TTY {
-		return runc.Stdio{Terminal: true}, nil, nil
+// destroyFailed destroys a container whose create failed after its helper succeeded.
+func (s *server) destroyFailed(c *container) {
+	s.reaper.starting.RLock()
+	_, err := s.runHelper(helperDestroy, c.id, nil)
+	s.reaper.starting.RUnlock()
+	if err != nil {
+		s.log.Warn("destroy a container whose create failed", "id", c.id, "err", err)
 	}
-	var st runc.Stdio
-	var child []*os.File
-	for _, out := range []**os.File{&st.Stdout, &st.Stderr} {
-		r, w, err := os.Pipe()
+}
+
+// pipes makes the container's stdio and returns the ends for the create helper, in its order (stdin,
+// stdout, stderr), to close once the container got them. With a terminal, it is the socket on which the
+// helper sends the terminal's master side, whose other end is consoleSock.
+func (c *container) pipes() (child []*os.File, consoleSock *os.File, err error) {
+	if c.req.TTY {
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
-			return st, child, err
+			return nil, nil, os.NewSyscallError("socketpair", err)
 		}
-		*out = w
-		child, c.outs = append(child, w), append(c.outs, r)
+		unix.SetNonblock(fds[0], true) // polled by recvFile
+		return []*os.File{os.NewFile(uintptr(fds[1]), "console socket")}, os.NewFile(uintptr(fds[0]), "console socket"), nil
 	}
 	if c.req.Stdin {
 		r, w, err := os.Pipe()
 		if err != nil {
-			return st, child, err
+			return child, nil, err
 		}
-		st.Stdin, c.stdin = r, w
-		child = append(child, r)
+		c.stdin, child = w, append(child, r)
 	}
-	return st, child, nil
+	for range 2 {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return child, nil, err
+		}
+		child, c.outs = append(child, w), append(c.outs, r)
+	}
+	return child, nil, nil
 }
 
 func (c *container) startPumps() {
@@ -189,7 +225,7 @@ func (c *container) pump(r *os.File, stream crilog.Stream, frame byte) {
 		lw = c.log.NewWriter(stream)
 		defer lw.Close()
 	}
-	buf := make([]byte, 16*1024)
+	buf := make([]byte, pumpBufSize)
 	for {
 		n, err := r.Read(buf)
 		if n > 0 {
@@ -214,15 +250,15 @@ func (s *server) waitExit(c *container, exit <-chan unix.WaitStatus) {
 	} else {
 		e.ExitCode = ws.ExitStatus()
 	}
-	if n, err := c.rc.OOMKillCount(); err != nil {
+	if n, err := runc.OOMKillCountAt(c.cgroups); err != nil {
 		s.log.Warn("read oom kill count", "id", c.id, "err", err)
 	} else {
 		e.OOMKilled = n > 0
 	}
 	// Without a PID namespace of its own the container's other processes outlive init, holding the
 	// output pipes.
-	if c.rc.SharesPIDNamespace() {
-		if err := c.rc.Signal(unix.SIGKILL, true); err != nil && !errdefs.IsFailedPrecondition(err) {
+	if c.sharesPID {
+		if err := s.killAll(c.id); err != nil {
 			s.log.Warn("kill remaining processes", "id", c.id, "err", err)
 		}
 	}
@@ -238,6 +274,7 @@ func (s *server) waitExit(c *container, exit <-chan unix.WaitStatus) {
 	}
 	c.mu.Lock()
 	c.status, c.exit, c.pid = StatusExited, e, 0
+	c.closePidfd()
 	c.mu.Unlock()
 	close(c.exited)
 	c.closeFiles()
@@ -260,6 +297,14 @@ func (c *container) drain() {
 			f.Close()
 		}
 		<-done
+	}
+}
+
+// closePidfd closes init's pidfd; c.mu is held.
+func (c *container) closePidfd() {
+	if c.pidfd >= 0 {
+		unix.Close(c.pidfd)
+		c.pidfd = -1
 	}
 }
 
@@ -304,7 +349,10 @@ func (s *server) start(id string) error {
 	// Set before the process runs, so that an exit recorded right away has it.
 	c.startedAt = time.Now()
 	c.mu.Unlock()
-	if err := c.rc.Start(); err != nil {
+	s.reaper.starting.RLock()
+	_, err = s.runHelper(helperStart, id, nil)
+	s.reaper.starting.RUnlock()
+	if err != nil {
 		c.mu.Lock()
 		c.startedAt = time.Time{}
 		c.mu.Unlock()
@@ -326,18 +374,41 @@ func (s *server) signal(id string, sig syscall.Signal) error {
 	if err != nil {
 		return err
 	}
+	return s.kill(c, sig)
+}
+
+// kill sends sig to init through its pidfd, which is open until the exit is recorded: the pid cannot
+// have been reused. SIGKILL to a container sharing its PID namespace goes to every process of its cgroup
+// (the helper); with a namespace of its own, the kernel kills the rest with init.
+func (s *server) kill(c *container, sig syscall.Signal) error {
 	c.mu.Lock()
-	st := c.status
-	c.mu.Unlock()
-	switch st {
+	switch c.status {
 	case StatusExited:
+		c.mu.Unlock()
 		return nil
 	case "":
-		return errdefs.FailedPrecondition("container %s is being created", id)
+		c.mu.Unlock()
+		return errdefs.FailedPrecondition("container %s is being created", c.id)
 	}
-	err = c.rc.Signal(sig, sig == unix.SIGKILL)
+	if sig != unix.SIGKILL || !c.sharesPID {
+		err := unix.PidfdSendSignal(c.pidfd, sig, nil, 0)
+		c.mu.Unlock()
+		if err != nil && err != unix.ESRCH { // ESRCH: exiting
+			return fmt.Errorf("container %s: signal %v: %w", c.id, sig, err)
+		}
+		return nil
+	}
+	c.mu.Unlock()
+	return s.killAll(c.id)
+}
+
+// killAll sends SIGKILL to every process of the container's cgroup; none left is not an error.
+func (s *server) killAll(id string) error {
+	s.reaper.starting.RLock()
+	_, err := s.runHelper(helperKill, id, nil)
+	s.reaper.starting.RUnlock()
 	if errdefs.IsFailedPrecondition(err) {
-		return nil // exiting
+		return nil
 	}
 	return err
 }
@@ -347,7 +418,10 @@ func (s *server) signal(id string, sig syscall.Signal) error {
 func (s *server) remove(id string) error {
 	c, err := s.get(id)
 	if errdefs.IsNotFound(err) {
-		return s.rt.Destroy(id)
+		s.reaper.starting.RLock()
+		_, err = s.runHelper(helperDestroy, id, nil)
+		s.reaper.starting.RUnlock()
+		return err
 	}
 	if err != nil {
 		return err
@@ -361,7 +435,7 @@ func (s *server) remove(id string) error {
 		return errdefs.FailedPrecondition("container %s is being created", id)
 	}
 	if st != StatusExited {
-		if err := c.rc.Signal(unix.SIGKILL, true); err != nil && !errdefs.IsFailedPrecondition(err) {
+		if err := s.kill(c, unix.SIGKILL); err != nil {
 			return err
 		}
 		t := time.NewTimer(removeKillTimeout)
@@ -372,8 +446,8 @@ func (s *server) remove(id string) error {
 			return fmt.Errorf("container %s did not exit %v after SIGKILL: %w", id, removeKillTimeout, errdefs.ErrUnavailable)
 		}
 	}
-	s.reaper.starting.RLock() // poststop hooks are children too
-	err = c.rc.Destroy()
+	s.reaper.starting.RLock()
+	_, err = s.runHelper(helperDestroy, id, nil)
 	s.reaper.starting.RUnlock()
 	if err != nil {
 		return err

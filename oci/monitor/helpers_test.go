@@ -17,21 +17,28 @@ import (
 	"github.com/opencontainers/cgroups"
 	"github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/berthcri/berth/oci/pause"
 	"github.com/berthcri/berth/oci/runc"
 )
 
-// The test binary is the monitor and libcontainer's init, as berthd is: TestMain dispatches the
-// arguments berthd's main would ("pause" is taken by oci/pause's constructor before Go starts).
+// The test binary is the monitor and libcontainer's init, as berth-monitor is: TestMain dispatches the
+// arguments berth-monitor's main would ("pause" is taken by oci/pause's constructor before Go starts).
 func TestMain(m *testing.M) {
 	if len(os.Args) > 1 {
 		switch os.Args[1] {
 		case "init":
 			runc.Init()
 		case Arg:
-			os.Exit(Main(os.Args[2:]))
+			os.Exit(Main(os.Args[2:], pause.Command))
+		case HelperArg:
+			os.Exit(Helper(os.Args[2:]))
 		case "hold-monitor":
 			os.Exit(holdMonitor(os.Args[2:]))
 		}
+	}
+	// Under -race every helper process would sleep a second at exit (the race runtime's default).
+	if os.Getenv("GORACE") == "" {
+		os.Setenv("GORACE", "atexit_sleep_ms=0")
 	}
 	os.Exit(m.Run())
 }

@@ -532,6 +532,31 @@ func TestPauseSharedPIDNamespace(t *testing.T) {
 	}
 }
 
+// SIGKILL to a container in the pod's PID namespace ends its other processes too, which outlive its init
+// there.
+func TestKillSharedPIDNamespace(t *testing.T) {
+	e := newEnv(t)
+	c := e.start("p1", true)
+	ctx := ctxT(t, 30*time.Second)
+	b := e.bundle("p1", "c1", []string{"sh", "-c", "(sleep 1011 &); exec sleep 1012"}, func(s *specs.Spec) {
+		s.Linux.Namespaces[0].Path = fmt.Sprintf("/proc/%d/ns/pid", c.PausePid())
+	})
+	if err := c.Create(ctx, CreateRequest{ID: "c1", Bundle: b}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(ctx, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the container's sleeps", func() bool { return len(processesNamed("sleep", "1011")) == 1 })
+	if err := c.Signal(ctx, "c1", syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if ex := waitExit(t, b, 10*time.Second); ex.ExitCode != 137 {
+		t.Errorf("exit = %+v, want 137", ex)
+	}
+	waitFor(t, "the orphaned sleep to die", func() bool { return len(processesNamed("sleep", "1011")) == 0 })
+}
+
 func TestMonitorMemory(t *testing.T) {
 	e := newEnv(t)
 	c := e.start("p1", false)

@@ -122,14 +122,17 @@ var errKinds = []struct {
 }
 
 func errResponse(err error) response {
-	r := response{Error: err.Error()}
+	return response{Error: err.Error(), Kind: errKind(err)}
+}
+
+// errKind names the sentinel err wraps, "" for none.
+func errKind(err error) string {
 	for _, k := range errKinds {
 		if errors.Is(err, k.err) {
-			r.Kind = k.kind
-			break
+			return k.kind
 		}
 	}
-	return r
+	return ""
 }
 
 // responseErr rebuilds the monitor's error so that errors.Is sees its sentinel.
@@ -137,12 +140,17 @@ func responseErr(op string, r *response) error {
 	if r.Error == "" {
 		return nil
 	}
+	return kindError("monitor "+op+": "+r.Error, r.Kind)
+}
+
+// kindError is an error with message msg that wraps the sentinel errKind named kind.
+func kindError(msg, kind string) error {
 	for _, k := range errKinds {
-		if k.kind == r.Kind {
-			return &remoteError{msg: "monitor " + op + ": " + r.Error, sentinel: k.err}
+		if k.kind == kind {
+			return &remoteError{msg: msg, sentinel: k.err}
 		}
 	}
-	return errors.New("monitor " + op + ": " + r.Error)
+	return errors.New(msg)
 }
 
 type remoteError struct {

@@ -1,12 +1,15 @@
-// Package monitor is berth's per-pod monitor: "berthd monitor", re-executed by berthd for each pod, in
+// Package monitor is berth's per-pod monitor: "berth-monitor serve", started by berthd for each pod, in
 // its own session and in the pod's cgroup. The monitor is the parent and subreaper of the pod's
-// containers: it creates and starts them with libcontainer (oci/runc), holds their stdio, writes their
-// CRI logs (oci/crilog), records each exit in <bundle>/exit.json, serves attach, and runs the pod's
-// PID-namespace init (oci/pause) when the pod shares one. berthd can die and come back: it reconnects
-// with Connect. The monitor exits on Shutdown, after destroying what is left of its containers.
+// containers: it creates and starts them with libcontainer (oci/runc, run in helper processes: helper.go),
+// holds their stdio, writes their CRI logs (oci/crilog), records each exit in <bundle>/exit.json, serves
+// attach, and runs the pod's PID-namespace init (oci/pause) when the pod shares one. berthd can die and
+// come back: it reconnects with Connect. The monitor exits on Shutdown, after destroying what is left of
+// its containers.
 //
-// The monitor is the same binary as berthd, so its memory is mostly the Go runtime and what the linked
-// packages' init functions allocate; Main keeps the runtime small (GC target, memory limit, one P).
+// Every pod pays for its monitor's memory, so the monitor is its own small executable (cmd/berth-monitor,
+// linking this package, oci/runc, oci/crilog and oci/pause only, not berthd's gRPC, image and CNI code),
+// its long-lived process never runs libcontainer itself, and Main keeps the runtime small (runtime.go).
+// berthd links this package for the client side (Start, Connect).
 package monitor
 
 import (
@@ -17,8 +20,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
-	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -30,12 +33,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berthcri/berth/internal/errdefs"
-	"github.com/berthcri/berth/oci/pause"
-	"github.com/berthcri/berth/oci/runc"
 )
 
-// Arg is the first argument that makes berthd a monitor.
-const Arg = "monitor"
+// Arg is the first argument that makes berth-monitor a monitor.
+const Arg = "serve"
 
 // cgroupName is the monitor's own cgroup under the pod cgroup: on cgroup v2 a cgroup with child
 // cgroups cannot hold processes.
@@ -46,13 +47,16 @@ type config struct {
 	systemd, pause               bool
 	pauseUserNS                  UserNamespace
 	readyFD                      int
+	pauseCommand                 func(binary, dir string) *exec.Cmd
 }
 
-// Main runs the monitor; args follow "monitor". It returns the process exit code.
-func Main(args []string) int {
+// Main runs the monitor; args follow Arg. pause is oci/pause.Command, passed in by the monitor's
+// executable, which links oci/pause's C constructor (berthd, which imports this package, does not). Main
+// returns the process exit code.
+func Main(args []string, pause func(binary, dir string) *exec.Cmd) int {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	var cfg config
-	fs := flag.NewFlagSet("berthd monitor", flag.ContinueOnError)
+	fs := flag.NewFlagSet("berth-monitor "+Arg, flag.ContinueOnError)
 	fs.StringVar(&cfg.dir, "dir", "", "pod runtime directory")
 	fs.StringVar(&cfg.podID, "pod", "", "pod id")
 	fs.StringVar(&cfg.runcRoot, "runc-root", "", "libcontainer state root")
@@ -65,12 +69,11 @@ func Main(args []string) int {
 		return 2
 	}
 	if cfg.dir == "" || cfg.runcRoot == "" || fs.NArg() > 0 {
-		fmt.Fprintln(os.Stderr, "usage: berthd monitor -dir <pod dir> -runc-root <dir> [-pod id] [-cgroup path] [-systemd] [-pause [-pause-uids c:h:n,… -pause-gids c:h:n,… [-pause-unshare net,ipc,uts]]] [-ready-fd n]")
+		fmt.Fprintln(os.Stderr, "usage: berth-monitor serve -dir <pod dir> -runc-root <dir> [-pod id] [-cgroup path] [-systemd] [-pause [-pause-uids c:h:n,… -pause-gids c:h:n,… [-pause-unshare net,ipc,uts]]] [-ready-fd n]")
 		return 2
 	}
-	// The heap of an idle monitor is a few hundred KiB: collect early rather than let it double.
-	debug.SetGCPercent(25)
-	debug.SetMemoryLimit(8 << 20)
+	cfg.pauseCommand = pause
+	tuneRuntime()
 	log = log.With("pod", cfg.podID)
 
 	var ready *os.File
@@ -93,9 +96,6 @@ func Main(args []string) int {
 		return 1
 	}
 	log.Info("monitor started", "pid", os.Getpid(), "pause_pid", s.pausePid)
-	// What the init functions of the linked packages allocated and dropped goes back to the kernel now
-	// rather than when the background scavenger gets to it.
-	debug.FreeOSMemory()
 	s.serve()
 	s.cleanup()
 	log.Info("monitor exiting")
@@ -104,12 +104,15 @@ func Main(args []string) int {
 
 type server struct {
 	dir       string
-	rt        *runc.Runtime
+	runcRoot  string // libcontainer's state root, for the helpers
+	systemd   bool
 	reaper    *reaper
 	log       *slog.Logger
 	ln        *net.UnixListener
 	pausePid  int
 	pauseExit <-chan unix.WaitStatus
+
+	trim trimmer
 
 	mu         sync.Mutex
 	containers map[string]*container
@@ -128,13 +131,14 @@ func newServer(cfg config, log *slog.Logger) (*server, error) {
 	}
 	s := &server{
 		dir:        cfg.dir,
-		rt:         &runc.Runtime{Root: cfg.runcRoot, Systemd: cfg.systemd},
+		runcRoot:   cfg.runcRoot,
+		systemd:    cfg.systemd,
 		reaper:     r,
 		log:        log,
 		containers: make(map[string]*container),
 	}
 	if cfg.pause {
-		if err := s.startPause(cfg.pauseUserNS); err != nil {
+		if err := s.startPause(cfg.pauseCommand, cfg.pauseUserNS); err != nil {
 			return nil, err
 		}
 	}
@@ -184,13 +188,13 @@ func joinCgroup(path string, systemd bool, podID string) error {
 
 // startPause runs the pod's PID-namespace init, a child of the monitor in the pod cgroup, in a new PID namespace;
 // with userns set, also in a new user namespace owning it and the namespaces userns.Unshare names.
-func (s *server) startPause(userns UserNamespace) error {
+func (s *server) startPause(command func(binary, dir string) *exec.Cmd, userns UserNamespace) error {
 	dir := filepath.Join(s.dir, PauseDirName)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("pause dir: %w", err)
 	}
-	// /proc/self/exe: the monitor's own binary, even after berthd was replaced on disk.
-	cmd := pause.Command("/proc/self/exe", dir)
+	// /proc/self/exe: the monitor's own binary, even after berth-monitor was replaced on disk.
+	cmd := command("/proc/self/exe", dir)
 	if err := userns.apply(cmd.SysProcAttr); err != nil {
 		return fmt.Errorf("start pause: %w", err)
 	}
@@ -264,6 +268,7 @@ func (s *server) handle(conn *net.UnixConn) {
 		return
 	}
 	conn.SetReadDeadline(time.Time{})
+	defer s.trim.active()
 	if req.Op == opAttach {
 		s.attach(conn, br, &req)
 		return
