@@ -1,14 +1,14 @@
 package cri
 
 import (
+	"context"
 	"errors"
 	"io/fs"
 	"log/slog"
-	"path/filepath"
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/berthcri/berth/internal/diskusage"
 )
 
 // layerUsage measures containers' writable layers (their overlay upper dirs) as du does, each at most once per
@@ -109,34 +109,12 @@ func (l *layerUsage) sweep(now time.Time) {
 	}
 }
 
-// du adds up the blocks and inodes under dir, counting a file with several links once.
+// du measures the blocks and inodes under dir (internal/diskusage).
 func du(dir string) (diskUsage, error) {
-	u := diskUsage{at: time.Now()}
-	seen := map[[2]uint64]bool{}
-	err := filepath.WalkDir(dir, func(path string, _ fs.DirEntry, err error) error {
-		var st unix.Stat_t
-		if err == nil {
-			err = unix.Lstat(path, &st)
-		}
-		switch {
-		case errors.Is(err, fs.ErrNotExist) && path != dir:
-			return nil // removed while we walk
-		case err != nil:
-			return err
-		}
-		if st.Nlink > 1 && st.Mode&unix.S_IFMT != unix.S_IFDIR {
-			key := [2]uint64{st.Dev, st.Ino}
-			if seen[key] {
-				return nil
-			}
-			seen[key] = true
-		}
-		u.bytes += uint64(st.Blocks) * 512
-		u.inodes++
-		return nil
-	})
-	if err != nil {
+	at := time.Now()
+	var c diskusage.Counter
+	if err := c.Add(context.Background(), dir); err != nil {
 		return diskUsage{}, err
 	}
-	return u, nil
+	return diskUsage{bytes: c.Bytes, inodes: c.Inodes, at: at}, nil
 }

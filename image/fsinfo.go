@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/berthcri/berth/internal/diskusage"
 )
 
 // FsUsage is what the image filesystem uses.
@@ -25,36 +25,12 @@ type FsUsage struct {
 // FsInfo measures the image store by walking it, as du would.
 func (s *Service) FsInfo(ctx context.Context) (FsUsage, error) {
 	u := FsUsage{Mountpoint: s.root, Timestamp: time.Now()}
-	seen := map[[2]uint64]bool{}
+	var c diskusage.Counter
 	for _, dir := range []string{"content", "snapshots", "images"} {
-		err := filepath.WalkDir(filepath.Join(s.root, dir), func(path string, _ fs.DirEntry, err error) error {
-			if err == nil {
-				err = ctx.Err()
-			}
-			var st unix.Stat_t
-			if err == nil {
-				err = unix.Lstat(path, &st)
-			}
-			switch {
-			case errors.Is(err, fs.ErrNotExist):
-				return nil // removed while we walk
-			case err != nil:
-				return err
-			}
-			if st.Nlink > 1 && st.Mode&unix.S_IFMT != unix.S_IFDIR {
-				key := [2]uint64{st.Dev, st.Ino}
-				if seen[key] {
-					return nil
-				}
-				seen[key] = true
-			}
-			u.UsedBytes += uint64(st.Blocks) * 512
-			u.InodesUsed++
-			return nil
-		})
-		if err != nil {
+		if err := c.Add(ctx, filepath.Join(s.root, dir)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return FsUsage{}, fmt.Errorf("image filesystem usage: %w", err)
 		}
 	}
+	u.UsedBytes, u.InodesUsed = c.Bytes, c.Inodes
 	return u, nil
 }
