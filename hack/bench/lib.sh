@@ -15,7 +15,11 @@ work=$(mktemp -d /tmp/berth-bench.XXXXXX)
 pids=()
 
 bench_cleanup() {
-  local pid
+  local pid sock
+  # Pods first, even after a failed run: containerd's shims (and berth's monitors) outlive their daemon by design.
+  for sock in "${berth_sock:-}" "${containerd_sock:-}"; do
+    [ -n "$sock" ] && "$crictl" --runtime-endpoint "unix://$sock" --timeout 60s rmp -fa >/dev/null 2>&1 || true
+  done
   for pid in "${pids[@]}"; do
     if kill -TERM "$pid" 2>/dev/null; then wait "$pid" 2>/dev/null || true; fi
   done
