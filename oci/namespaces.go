@@ -1,11 +1,10 @@
 package oci
 
 import (
-	"strings"
-
 	"github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/berthcri/berth/internal/errdefs"
+	"github.com/berthcri/berth/internal/sysctl"
 )
 
 const nsField = "linux.security_context.namespace_options"
@@ -171,49 +170,21 @@ func specMappings(m []IDMapping) []specs.LinuxIDMapping {
 	return out
 }
 
-// ipcSysctls are the sysctls of the IPC namespace runc accepts (besides fs.mqueue.*).
-var ipcSysctls = map[string]bool{
-	"kernel.msgmax": true, "kernel.msgmnb": true, "kernel.msgmni": true, "kernel.sem": true,
-	"kernel.shmall": true, "kernel.shmmax": true, "kernel.shmmni": true, "kernel.shm_rmid_forced": true,
-}
-
-// ValidateSysctls accepts only namespaced sysctls ("kernel.shm_rmid_forced" or "kernel/shm_rmid_forced"): the
-// IPC ones (kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*) unless the host's IPC namespace is used, net.*
-// unless the host's network namespace is used. Everything else would change the host.
+// ValidateSysctls accepts only namespaced sysctls (internal/sysctl), in the pod's own namespaces: no net.* with the
+// host's network namespace, no kernel.domainname with it either (the UTS namespace follows the network's), no IPC
+// sysctl with the host's IPC namespace. Everything else would change the host.
 func ValidateSysctls(sysctls map[string]string, hostNetwork, hostIPC bool) error {
 	for key := range sysctls {
 		field := `linux.sysctls["` + key + `"]`
-		k := dotSysctl(key)
+		ns, err := sysctl.Classify(key)
 		switch {
-		case ipcSysctls[k] || strings.HasPrefix(k, "fs.mqueue."):
-			if hostIPC {
-				return errdefs.InvalidArgument(field, "IPC sysctl not allowed with the host's IPC namespace")
-			}
-		case strings.HasPrefix(k, "net."):
-			if hostNetwork {
-				return errdefs.InvalidArgument(field, "network sysctl not allowed with the host's network namespace")
-			}
-		default:
+		case err != nil:
 			return errdefs.InvalidArgument(field, "not a namespaced sysctl")
+		case ns == sysctl.IPC && hostIPC:
+			return errdefs.InvalidArgument(field, "IPC sysctl not allowed with the host's IPC namespace")
+		case ns != sysctl.IPC && hostNetwork:
+			return errdefs.InvalidArgument(field, "network and UTS sysctls not allowed with the host's network namespace")
 		}
 	}
 	return nil
-}
-
-// dotSysctl turns the slash form (net/ipv4/conf/eno2.100/rp_filter) into the dot form
-// (net.ipv4.conf.eno2/100.rp_filter), as sysctl(8) does.
-func dotSysctl(k string) string {
-	i := strings.IndexAny(k, "./")
-	if i < 0 || k[i] == '.' {
-		return k
-	}
-	return strings.Map(func(r rune) rune {
-		switch r {
-		case '.':
-			return '/'
-		case '/':
-			return '.'
-		}
-		return r
-	}, k)
 }

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berthcri/berth/internal/errdefs"
+	"github.com/berthcri/berth/internal/sysctl"
 )
 
 // The tests below need root: they make namespaces, mounts and cgroups (cgroup v1 or v2, cgroupfs driver).
@@ -71,7 +72,7 @@ func TestCreateRemove(t *testing.T) {
 	cfg.LogDir = filepath.Join(t.TempDir(), "logs", "pod")
 	hostSysctls := map[string]string{}
 	for name := range cfg.Sysctls {
-		hostSysctls[name] = readTrim(t, sysctlPath(name))
+		hostSysctls[name] = readTrim(t, sysctl.Path(name))
 	}
 	p, err := m.Create(context.Background(), cfg)
 	if err != nil {
@@ -111,7 +112,7 @@ func TestCreateRemove(t *testing.T) {
 			return errors.New("loopback is down")
 		}
 		for name := range cfg.Sysctls {
-			b, err := os.ReadFile(sysctlPath(name))
+			b, err := os.ReadFile(sysctl.Path(name))
 			if err != nil {
 				return err
 			}
@@ -129,7 +130,7 @@ func TestCreateRemove(t *testing.T) {
 		if got[name] != want {
 			t.Errorf("sysctl %s in the pod = %q, want %q", name, got[name], want)
 		}
-		if host := readTrim(t, sysctlPath(name)); host != hostSysctls[name] {
+		if host := readTrim(t, sysctl.Path(name)); host != hostSysctls[name] {
 			t.Errorf("sysctl %s on the host changed from %q to %q", name, hostSysctls[name], host)
 		}
 	}
