@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"runtime/debug"
 	"slices"
 	"time"
 
@@ -36,6 +37,8 @@ func (s *Service) Pull(ctx context.Context, ref string, auth *Auth) (Image, erro
 		return Image{}, err
 	}
 	start := time.Now()
+	s.pulls.Add(1)
+	defer s.pullDone()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	p := &pull{s: s, ref: named, downloads: make(chan struct{}, s.downloads)}
@@ -208,4 +211,13 @@ func (s *Service) commit(ref reference.Named, top digest.Digest, fresh record) (
 		return record{}, fmt.Errorf("record image %s: %w", fresh.ID, err)
 	}
 	return r, nil
+}
+
+// pullDone ends a pull. When no other pull is in flight it returns the memory pulls used (decompressor windows,
+// copy buffers, registry responses: megabytes an idle daemon would otherwise hold until the runtime's periodic
+// GC and scavenger got to it) to the OS at once; a GC of the small idle heap costs about a millisecond.
+func (s *Service) pullDone() {
+	if s.pulls.Add(-1) == 0 {
+		debug.FreeOSMemory()
+	}
 }

@@ -60,6 +60,7 @@ type Service struct {
 	heldBlobs map[digest.Digest]int
 	heldSnaps map[digest.Digest]int
 	trashSeq  atomic.Int64 // names snapshot dirs on their way out
+	pulls     atomic.Int64 // pulls in flight: the last to end returns the pulls' buffers to the OS
 }
 
 // New opens the image store under o.RootDir and sweeps what interrupted pulls and removals left behind.

@@ -15,7 +15,6 @@ import (
 	"io"
 	"os"
 	"strings"
-	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -44,8 +43,6 @@ const (
 	paxXattrPfx     = "SCHILY.xattr."
 )
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
-
 // Apply unpacks the uncompressed tar stream r into dir (which must exist and be empty) and returns the unpacked
 // size in bytes (the contents of regular files). It never creates, modifies or reads anything outside dir (nor
 // Lowers for reading). It does not fsync: call Sync once the layer is complete. After the end-of-archive marker
@@ -68,7 +65,6 @@ type applier struct {
 	lowers   []string
 	lowerFDs []int // O_PATH fds of lowers, opened on first use; -1 until then
 	buf      []byte
-	bufp     *[]byte
 	size     int64
 	dirTimes map[string][2]unix.Timespec // set once all entries are written: creating children changes them
 	copies   map[string]copied           // lower files copied up for hard links, by their path
@@ -107,13 +103,12 @@ func newApplier(dir string, opts Options) (*applier, error) {
 	for i := range a.lowerFDs {
 		a.lowerFDs[i] = -1
 	}
-	a.bufp = bufPool.Get().(*[]byte)
-	a.buf = *a.bufp
+	// Not pooled: one allocation per layer is nothing beside its I/O, and an idle daemon should not keep it.
+	a.buf = make([]byte, copyBufSize)
 	return a, nil
 }
 
 func (a *applier) close() {
-	bufPool.Put(a.bufp)
 	if a.parentFD >= 0 {
 		unix.Close(a.parentFD)
 	}
