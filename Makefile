@@ -2,9 +2,10 @@
 GO        ?= go
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null | sed 's/^v//' | grep -E '^[0-9]+\.' || echo 0.0.0-dev)
 LDFLAGS   := -X github.com/berthcri/berth/internal/version.Version=$(VERSION)
-# grpcnotrace: without it grpc links golang.org/x/net/trace, whose html/template makes the linker keep every
-# exported method of every type (reflect by name): berthd's text and pclntab grow by 4 MB, all of it resident.
-GOFLAGS_B := -tags seccomp,grpcnotrace -trimpath -ldflags "$(LDFLAGS)"
+# berthd is static Go (libcontainer, the cgo part, runs in berth-monitor helpers), and every page of its
+# executable ends up resident, so its size is its memory. grpcnotrace: without it grpc links golang.org/x/net/trace,
+# whose html/template makes the linker keep every exported method of every type (4 MB more).
+GOFLAGS_B := -tags grpcnotrace -trimpath -ldflags "$(LDFLAGS)"
 PREFIX    ?= /usr/local
 TOOLS     ?= $(HOME)/.cache/berth/tools
 CNI_BIN   ?= /opt/cni/bin
@@ -13,9 +14,10 @@ CNI_BIN   ?= /opt/cni/bin
 
 all: build
 
-# build: berthd and berth-monitor, the per-pod monitor berthd runs from its own directory (stripped: every pod maps it).
+# build: berthd and berth-monitor, the per-pod monitor and libcontainer helper berthd runs from its own directory
+# (stripped: every pod maps it).
 build:
-	CGO_ENABLED=1 $(GO) build $(GOFLAGS_B) -o bin/berthd ./cmd/berthd
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_B) -o bin/berthd ./cmd/berthd
 	CGO_ENABLED=1 $(GO) build -tags seccomp -trimpath -ldflags "-s -w" -o bin/berth-monitor ./cmd/berth-monitor
 
 # installer: the node installer, static (its image has no libc); hack/cmd/mkinstaller packs it with berthd.

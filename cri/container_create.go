@@ -186,7 +186,7 @@ func (s *RuntimeServer) targetPIDNS(podID, target string) (string, error) {
 	if !ok || rec.PodID != podID {
 		return "", errdefs.NotFound("target container", target)
 	}
-	c, err := s.opts.Runc.Load(target)
+	c, err := s.opts.Containers.Load(target)
 	if err != nil {
 		return "", fmt.Errorf("target container %s: %w", target, err)
 	}

@@ -11,7 +11,7 @@ import (
 	utilexec "k8s.io/utils/exec"
 
 	"github.com/berthcri/berth/internal/errdefs"
-	"github.com/berthcri/berth/oci/runc"
+	"github.com/berthcri/berth/oci/ctr"
 )
 
 // Exec returns the streaming server's URL for running a command in a running container. The command runs
@@ -80,15 +80,11 @@ func (rt streamRuntime) Exec(ctx context.Context, id string, cmd []string, in io
 		proc.Stderr = errOut
 	}
 	if tty {
-		proc.Resize = terminalSizes(ctx, resize, func(sz remotecommand.TerminalSize) runc.TerminalSize {
-			return runc.TerminalSize{Width: sz.Width, Height: sz.Height}
+		proc.Resize = terminalSizes(ctx, resize, func(sz remotecommand.TerminalSize) ctr.TerminalSize {
+			return ctr.TerminalSize{Width: sz.Width, Height: sz.Height}
 		})
 	}
-	c, err := rt.s.opts.Runc.Load(id)
-	if err != nil {
-		return fmt.Errorf("exec in %s: %w", id, err)
-	}
-	st, err := c.Exec(ctx, proc)
+	st, err := rt.s.opts.Containers.Exec(ctx, id, proc)
 	if err != nil && ctx.Err() != nil {
 		// The client left, or berthd is stopping: the process was killed and no one is left to tell.
 		rt.s.log.Info("exec ended with its session", "container", id, "cmd", cmd[0], "reason", context.Cause(ctx))

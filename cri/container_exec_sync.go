@@ -14,13 +14,13 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berthcri/berth/internal/errdefs"
-	"github.com/berthcri/berth/oci/runc"
+	"github.com/berthcri/berth/oci/ctr"
 )
 
 // execOutputCap bounds each of ExecSync's captured streams, as the kubelet's probe output is bounded.
 const execOutputCap = 16 << 20
 
-// ExecSync runs a command in a running container and returns its output. berthd runs it through libcontainer (not
+// ExecSync runs a command in a running container and returns its output. berthd runs it in an exec helper (not
 // the monitor): the call's lifetime is the process's, and a timeout kills the whole exec process tree.
 func (s *RuntimeServer) ExecSync(ctx context.Context, r *runtimeapi.ExecSyncRequest) (*runtimeapi.ExecSyncResponse, error) {
 	id := r.GetContainerId()
@@ -48,11 +48,7 @@ func (s *RuntimeServer) ExecSync(ctx context.Context, r *runtimeapi.ExecSyncRequ
 		ctx, cancel = context.WithTimeout(ctx, time.Duration(t)*time.Second)
 		defer cancel()
 	}
-	c, err := s.opts.Runc.Load(rec.ID)
-	if err != nil {
-		return nil, fmt.Errorf("exec in %s: %w", rec.ID, err)
-	}
-	st, err := c.Exec(ctx, proc)
+	st, err := s.opts.Containers.Exec(ctx, rec.ID, proc)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) && r.GetTimeout() > 0 {
 			return nil, fmt.Errorf("exec in %s: command timed out after %ds: %w", rec.ID, r.GetTimeout(), context.DeadlineExceeded)
@@ -63,17 +59,17 @@ func (s *RuntimeServer) ExecSync(ctx context.Context, r *runtimeapi.ExecSyncRequ
 }
 
 // execProcess is an exec'd process with the container's user, environment and working directory.
-func execProcess(rec containerRecord, args []string) (runc.ExecProcess, error) {
+func execProcess(rec containerRecord, args []string) (ctr.ExecProcess, error) {
 	b, err := os.ReadFile(filepath.Join(rec.Bundle, "config.json"))
 	if err != nil {
-		return runc.ExecProcess{}, fmt.Errorf("exec in %s: %w", rec.ID, err)
+		return ctr.ExecProcess{}, fmt.Errorf("exec in %s: %w", rec.ID, err)
 	}
 	var spec specs.Spec
 	if err := json.Unmarshal(b, &spec); err != nil || spec.Process == nil {
-		return runc.ExecProcess{}, fmt.Errorf("exec in %s: bad spec: %v", rec.ID, err)
+		return ctr.ExecProcess{}, fmt.Errorf("exec in %s: bad spec: %v", rec.ID, err)
 	}
 	p := spec.Process
-	return runc.ExecProcess{Args: args, Env: p.Env, Cwd: p.Cwd, UID: p.User.UID, GID: p.User.GID,
+	return ctr.ExecProcess{Args: args, Env: p.Env, Cwd: p.Cwd, UID: p.User.UID, GID: p.User.GID,
 		AdditionalGids: p.User.AdditionalGids}, nil
 }
 

@@ -104,10 +104,10 @@ func (s *RuntimeServer) stopContainer(ctx context.Context, id string, timeout ti
 	return s.markExited(id, &monitor.Exit{ExitCode: 137, Signal: "SIGKILL", FinishedAt: time.Now()}, "container stopped without a recorded exit")
 }
 
-// signal signals the container's init (all=false) or every process of its cgroup through libcontainer, which
-// needs no monitor.
+// signal signals the container's init (all=false) or every process of its cgroup, from its libcontainer state:
+// it needs no monitor.
 func (s *RuntimeServer) signal(id string, sig syscall.Signal, all bool) error {
-	c, err := s.opts.Runc.Load(id)
+	c, err := s.opts.Containers.Load(id)
 	if err != nil {
 		return err
 	}

@@ -9,7 +9,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berthcri/berth/internal/errdefs"
-	"github.com/berthcri/berth/oci/runc"
+	"github.com/berthcri/berth/oci/ctr"
 )
 
 // Container stats come straight from the container's cgroup through libcontainer; no monitor is involved.
@@ -99,8 +99,8 @@ func (s *RuntimeServer) containerStats(ctx context.Context, rec containerRecord)
 	return cs
 }
 
-func (s *RuntimeServer) readContainerCgroup(id string) (*runc.Stats, error) {
-	c, err := s.opts.Runc.Load(id)
+func (s *RuntimeServer) readContainerCgroup(id string) (*ctr.Stats, error) {
+	c, err := s.opts.Containers.Load(id)
 	if err != nil {
 		return nil, err
 	}
@@ -108,7 +108,7 @@ func (s *RuntimeServer) readContainerCgroup(id string) (*runc.Stats, error) {
 }
 
 // cpuUsage maps CPU counters; key names the cgroup for the rate (a container id, or "pod/<id>").
-func (s *RuntimeServer) cpuUsage(key string, st *runc.Stats) *runtimeapi.CpuUsage {
+func (s *RuntimeServer) cpuUsage(key string, st *ctr.Stats) *runtimeapi.CpuUsage {
 	u := &runtimeapi.CpuUsage{Timestamp: st.Timestamp.UnixNano(),
 		UsageCoreNanoSeconds: &runtimeapi.UInt64Value{Value: st.CPU.UsageNanos}, Psi: psiStats(st.CPU.PSI)}
 	if rate, ok := s.cpu.observe(key, st.CPU.UsageNanos, st.Timestamp); ok {
@@ -117,7 +117,7 @@ func (s *RuntimeServer) cpuUsage(key string, st *runc.Stats) *runtimeapi.CpuUsag
 	return u
 }
 
-func memoryUsage(st *runc.Stats) *runtimeapi.MemoryUsage {
+func memoryUsage(st *ctr.Stats) *runtimeapi.MemoryUsage {
 	m := st.Memory
 	u := &runtimeapi.MemoryUsage{
 		Timestamp:       st.Timestamp.UnixNano(),
@@ -135,7 +135,7 @@ func memoryUsage(st *runc.Stats) *runtimeapi.MemoryUsage {
 	return u
 }
 
-func swapUsage(st *runc.Stats) *runtimeapi.SwapUsage {
+func swapUsage(st *ctr.Stats) *runtimeapi.SwapUsage {
 	m := st.Memory
 	u := &runtimeapi.SwapUsage{Timestamp: st.Timestamp.UnixNano(), SwapUsageBytes: &runtimeapi.UInt64Value{Value: m.Swap}}
 	// Swap is bounded when memory and memory+swap both are; equal limits allow none.
@@ -147,18 +147,18 @@ func swapUsage(st *runc.Stats) *runtimeapi.SwapUsage {
 }
 
 // ioUsage carries pressure only (the CRI has no I/O counters), so it exists on cgroup v2 alone.
-func ioUsage(st *runc.Stats) *runtimeapi.IoUsage {
+func ioUsage(st *ctr.Stats) *runtimeapi.IoUsage {
 	if st.IO.PSI == nil {
 		return nil
 	}
 	return &runtimeapi.IoUsage{Timestamp: st.Timestamp.UnixNano(), Psi: psiStats(st.IO.PSI)}
 }
 
-func psiStats(p *runc.PSI) *runtimeapi.PsiStats {
+func psiStats(p *ctr.PSI) *runtimeapi.PsiStats {
 	if p == nil {
 		return nil
 	}
-	data := func(d runc.PSIData) *runtimeapi.PsiData {
+	data := func(d ctr.PSIData) *runtimeapi.PsiData {
 		return &runtimeapi.PsiData{Total: d.Total, Avg10: d.Avg10, Avg60: d.Avg60, Avg300: d.Avg300}
 	}
 	return &runtimeapi.PsiStats{Full: data(p.Full), Some: data(p.Some)}

@@ -24,7 +24,7 @@ func (s *RuntimeServer) ContainerStatus(ctx context.Context, r *runtimeapi.Conta
 	resp := &runtimeapi.ContainerStatusResponse{Status: s.containerStatus(rec)}
 	if r.GetVerbose() {
 		info := map[string]any{"pid": 0, "sandboxID": rec.PodID, "bundle": rec.Bundle, "config": rec.Config}
-		if c, err := s.opts.Runc.Load(rec.ID); err == nil {
+		if c, err := s.opts.Containers.Load(rec.ID); err == nil {
 			info["pid"] = c.Pid()
 		}
 		b, err := json.Marshal(info)

@@ -10,7 +10,6 @@ import (
 
 	"github.com/berthcri/berth/internal/errdefs"
 	"github.com/berthcri/berth/oci"
-	"github.com/berthcri/berth/oci/runc"
 )
 
 // UpdateContainerResources changes a container's cgroup limits (in-place pod resize) and records them, so that
@@ -43,11 +42,7 @@ func (s *RuntimeServer) UpdateContainerResources(ctx context.Context, r *runtime
 	}
 	applied := false
 	if rec.State == ctrCreated || rec.State == ctrRunning {
-		c, err := s.opts.Runc.Load(id)
-		if err != nil {
-			return nil, fmt.Errorf("update container %s: %w", id, err)
-		}
-		err = c.Update(res)
+		err := s.opts.Containers.Update(id, res)
 		switch {
 		case err == nil:
 			applied = true
@@ -83,10 +78,7 @@ func (s *RuntimeServer) exitedMeanwhile(id string) bool {
 func (s *RuntimeServer) restoreResources(ctx context.Context, id string, old *runtimeapi.LinuxContainerResources) {
 	res, err := oci.Resources(resources(old), s.opts.Host)
 	if err == nil {
-		var c *runc.Container
-		if c, err = s.opts.Runc.Load(id); err == nil {
-			err = c.Update(res)
-		}
+		err = s.opts.Containers.Update(id, res)
 	}
 	if err != nil {
 		Logger(ctx).Error("restore container resources", "container", id, "err", err)

@@ -14,7 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	"github.com/berthcri/berth/oci/runc"
+	"github.com/berthcri/berth/oci/ctr"
 	"github.com/berthcri/berth/sandbox"
 )
 
@@ -79,7 +79,7 @@ func (s *RuntimeServer) containerMetrics(ctx context.Context, pod *runtimeapi.Po
 		started = rec.CreatedAt
 	}
 	sink.add(mStartTime, uint64(started/int64(time.Second)))
-	if c, err := s.opts.Runc.Load(rec.ID); err != nil {
+	if c, err := s.opts.Containers.Load(rec.ID); err != nil {
 		Logger(ctx).Debug("container metrics: not loaded", "container", rec.ID, "err", err)
 	} else if st, err := c.Stats(); err != nil {
 		Logger(ctx).Debug("container metrics: no cgroup counters", "container", rec.ID, "err", err)
@@ -104,7 +104,7 @@ func (s *RuntimeServer) containerMetrics(ctx context.Context, pod *runtimeapi.Po
 // seconds truncates nanoseconds to whole seconds: the CRI carries integers.
 func seconds(ns uint64) uint64 { return ns / uint64(time.Second) }
 
-func cgroupMetrics(m *metricSink, st *runc.Stats) {
+func cgroupMetrics(m *metricSink, st *ctr.Stats) {
 	cpu := st.CPU
 	m.add(mCPUUsage, seconds(cpu.UsageNanos))
 	m.add(mCPUUser, seconds(cpu.UserNanos))
@@ -148,7 +148,7 @@ func cgroupMetrics(m *metricSink, st *runc.Stats) {
 }
 
 // pressureMetrics reports PSI (cgroup v2): "some" task waiting, "full" all stalled; totals are microseconds.
-func pressureMetrics(m *metricSink, p *runc.PSI, waiting, stalled *metricDesc) {
+func pressureMetrics(m *metricSink, p *ctr.PSI, waiting, stalled *metricDesc) {
 	if p == nil {
 		return
 	}
@@ -157,7 +157,7 @@ func pressureMetrics(m *metricSink, p *runc.PSI, waiting, stalled *metricDesc) {
 }
 
 // specMetrics report the limits the container runs with, the kernel's defaults where none is set.
-func specMetrics(m *metricSink, l runc.Limits) {
+func specMetrics(m *metricSink, l ctr.Limits) {
 	period, shares := l.CPUPeriod, l.CPUShares
 	if period == 0 {
 		period = 100000

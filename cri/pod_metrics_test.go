@@ -8,7 +8,7 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	"github.com/berthcri/berth/oci/runc"
+	"github.com/berthcri/berth/oci/ctr"
 	"github.com/berthcri/berth/sandbox"
 )
 
@@ -57,14 +57,14 @@ func TestMetricDescriptors(t *testing.T) {
 // TestMetricMapping checks what the metrics of a container with everything set carry: each one's labels fit its
 // descriptor (the kubelet builds Prometheus series from both) and the values are converted.
 func TestMetricMapping(t *testing.T) {
-	st := &runc.Stats{
-		CPU: runc.CPUStats{UsageNanos: 7_900_000_000, UserNanos: 5e9, SystemNanos: 2e9, Periods: 10, ThrottledPeriods: 3,
-			ThrottledNanos: 1_500_000_000, PSI: &runc.PSI{Some: runc.PSIData{Total: 4_000_000}, Full: runc.PSIData{Total: 1_000_000}}},
-		Memory: runc.MemoryStats{Usage: 1000, MaxUsage: 2000, WorkingSet: 900, RSS: 700, Cache: 300, MappedFile: 20,
+	st := &ctr.Stats{
+		CPU: ctr.CPUStats{UsageNanos: 7_900_000_000, UserNanos: 5e9, SystemNanos: 2e9, Periods: 10, ThrottledPeriods: 3,
+			ThrottledNanos: 1_500_000_000, PSI: &ctr.PSI{Some: ctr.PSIData{Total: 4_000_000}, Full: ctr.PSIData{Total: 1_000_000}}},
+		Memory: ctr.MemoryStats{Usage: 1000, MaxUsage: 2000, WorkingSet: 900, RSS: 700, Cache: 300, MappedFile: 20,
 			Kernel: 10, Swap: 5, Failcnt: 2, PageFaults: 99, MajorPageFaults: 9, OOMKills: 1},
-		Pids:   runc.PidsStats{Current: 12, Limit: 100, Processes: 3},
-		IO:     runc.IOStats{Devices: []runc.IODevice{{Major: 8, Minor: 0, ReadBytes: 4096, WriteBytes: 8192, Reads: 1, Writes: 2}}},
-		Limits: runc.Limits{CPUShares: 512, CPUQuota: 20000, Memory: 64 << 20, MemorySwap: -1},
+		Pids:   ctr.PidsStats{Current: 12, Limit: 100, Processes: 3},
+		IO:     ctr.IOStats{Devices: []ctr.IODevice{{Major: 8, Minor: 0, ReadBytes: 4096, WriteBytes: 8192, Reads: 1, Writes: 2}}},
+		Limits: ctr.Limits{CPUShares: 512, CPUQuota: 20000, Memory: 64 << 20, MemorySwap: -1},
 	}
 	m := &metricSink{labels: []string{"web-0", "default", "app", "c1", "busybox"}, at: 42}
 	cgroupMetrics(m, st)
@@ -150,7 +150,7 @@ func TestNetworkMetricsLoopbackOnly(t *testing.T) {
 
 func TestSpecMetricsWithoutQuota(t *testing.T) {
 	m := &metricSink{labels: make([]string, len(metricLabels))}
-	specMetrics(m, runc.Limits{})
+	specMetrics(m, ctr.Limits{})
 	for _, metric := range m.out {
 		if metric.Name == mSpecCPUQuota.name {
 			t.Errorf("quota reported without one: %v", metric)

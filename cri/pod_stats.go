@@ -8,7 +8,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berthcri/berth/internal/errdefs"
-	"github.com/berthcri/berth/oci/runc"
+	"github.com/berthcri/berth/oci/ctr"
 	"github.com/berthcri/berth/sandbox"
 )
 
@@ -85,12 +85,12 @@ func (s *RuntimeServer) podSandboxStats(ctx context.Context, rec podRecord) *run
 	}
 }
 
-func podCgroupStats(pod *sandbox.Pod) (*runc.Stats, error) {
+func podCgroupStats(pod *sandbox.Pod) (*ctr.Stats, error) {
 	cg, err := pod.Cgroup()
 	if err != nil {
 		return nil, err
 	}
-	return runc.CgroupStats(cg)
+	return ctr.CgroupStats(cg)
 }
 
 // podStatsKey keeps a pod's CPU readings apart from its containers'.

@@ -122,7 +122,7 @@ func (s *RuntimeServer) forgetContainer(ctx context.Context, rec containerRecord
 			return fmt.Errorf("clean up container %s: %w", rec.ID, err)
 		}
 	}
-	if err := s.opts.Runc.Destroy(rec.ID); err != nil && !errdefs.IsNotFound(err) {
+	if err := s.opts.Containers.Destroy(rec.ID); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("clean up container %s: %w", rec.ID, err)
 	}
 	if err := errors.Join(unmountImageVolumes(rec.ImageVolumes), image.UnmountRootfs(filepath.Join(rec.Bundle, "rootfs"))); err != nil {

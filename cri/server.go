@@ -14,7 +14,7 @@ import (
 	"github.com/berthcri/berth/image"
 	"github.com/berthcri/berth/internal/store"
 	"github.com/berthcri/berth/oci"
-	"github.com/berthcri/berth/oci/runc"
+	"github.com/berthcri/berth/oci/ctr"
 	"github.com/berthcri/berth/sandbox"
 )
 
@@ -27,12 +27,12 @@ type RuntimeOptions struct {
 	// Config is the effective configuration (secrets redacted), shown by a verbose Status.
 	Config any
 
-	RootDir   string // records live in <root>/pods and <root>/containers, writable layers in <root>/containers/<id>
-	Images    *image.Service
-	Sandboxes *sandbox.Manager
-	Runc      *runc.Runtime // exec, signals and stats straight through libcontainer
-	Host      oci.Host      // facts about this machine for spec generation (OOM floor already applied)
-	Logger    *slog.Logger
+	RootDir    string // records live in <root>/pods and <root>/containers, writable layers in <root>/containers/<id>
+	Images     *image.Service
+	Sandboxes  *sandbox.Manager
+	Containers *ctr.Runtime // state, signals and stats from libcontainer's state; exec and updates in helpers
+	Host       oci.Host     // facts about this machine for spec generation (OOM floor already applied)
+	Logger     *slog.Logger
 }
 
 // RuntimeServer implements the CRI RuntimeService.

@@ -13,7 +13,7 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	"github.com/berthcri/berth/oci/runc"
+	"github.com/berthcri/berth/oci/ctr"
 	"github.com/berthcri/berth/sandbox"
 )
 
@@ -205,20 +205,20 @@ func waitFor(t *testing.T, cond func() bool) {
 func TestMemoryAndSwapUsage(t *testing.T) {
 	at := time.Unix(50, 0)
 	for name, tc := range map[string]struct {
-		mem           runc.MemoryStats
+		mem           ctr.MemoryStats
 		available     *uint64
 		swapAvailable *uint64
 	}{
-		"unlimited": {mem: runc.MemoryStats{Usage: 300, WorkingSet: 200}},
-		"limited": {mem: runc.MemoryStats{Usage: 300, WorkingSet: 200, Limit: 1000, Swap: 50, MemSwapLimit: 1080},
+		"unlimited": {mem: ctr.MemoryStats{Usage: 300, WorkingSet: 200}},
+		"limited": {mem: ctr.MemoryStats{Usage: 300, WorkingSet: 200, Limit: 1000, Swap: 50, MemSwapLimit: 1080},
 			available: ptrU(800), swapAvailable: ptrU(30)},
-		"no swap allowed": {mem: runc.MemoryStats{Usage: 300, WorkingSet: 200, Limit: 1000, MemSwapLimit: 1000},
+		"no swap allowed": {mem: ctr.MemoryStats{Usage: 300, WorkingSet: 200, Limit: 1000, MemSwapLimit: 1000},
 			available: ptrU(800), swapAvailable: ptrU(0)},
-		"swap unlimited": {mem: runc.MemoryStats{WorkingSet: 200, Limit: 1000, Swap: 10}, available: ptrU(800)},
-		"over the limit": {mem: runc.MemoryStats{WorkingSet: 1200, Limit: 1000, Swap: 90, MemSwapLimit: 1080},
+		"swap unlimited": {mem: ctr.MemoryStats{WorkingSet: 200, Limit: 1000, Swap: 10}, available: ptrU(800)},
+		"over the limit": {mem: ctr.MemoryStats{WorkingSet: 1200, Limit: 1000, Swap: 90, MemSwapLimit: 1080},
 			available: ptrU(0), swapAvailable: ptrU(0)},
 	} {
-		st := &runc.Stats{Timestamp: at, Memory: tc.mem}
+		st := &ctr.Stats{Timestamp: at, Memory: tc.mem}
 		m := memoryUsage(st)
 		if m.GetTimestamp() != at.UnixNano() || m.GetWorkingSetBytes().GetValue() != tc.mem.WorkingSet ||
 			m.GetUsageBytes().GetValue() != tc.mem.Usage {

@@ -11,7 +11,7 @@ import (
 	"github.com/opencontainers/cgroups"
 )
 
-// Cgroup returns a manager of the pod cgroup, for reading its counters (oci/runc.CgroupStats).
+// Cgroup returns a manager of the pod cgroup, for reading its counters (oci/ctr.CgroupStats).
 func (p *Pod) Cgroup() (cgroups.Manager, error) {
 	if p.cgroup == "" {
 		return nil, fmt.Errorf("pod %s has no cgroup", p.ID())

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/berthcri/berth/oci/ctr"
 	"github.com/berthcri/berth/oci/monitor"
 	"github.com/berthcri/berth/oci/pause"
 	"github.com/berthcri/berth/oci/runc"
@@ -25,8 +26,8 @@ func main() {
 			runc.Init()
 		case monitor.Arg:
 			os.Exit(monitor.Main(os.Args[2:], pause.Command))
-		case monitor.HelperArg:
-			os.Exit(monitor.Helper(os.Args[2:]))
+		case ctr.HelperArg:
+			os.Exit(runc.Helper(os.Args[2:]))
 		}
 	}
 	fmt.Fprintf(os.Stderr, "usage: %s %s -dir <pod dir> … (started by berthd)\n", monitor.BinaryName, monitor.Arg)

@@ -19,7 +19,6 @@ import (
 const defaultConfigFile = "/etc/berth/berth.toml"
 
 func main() {
-	containerInit(os.Args)
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

@@ -27,7 +27,8 @@ import (
 	"github.com/berthcri/berth/internal/config"
 	"github.com/berthcri/berth/internal/version"
 	"github.com/berthcri/berth/oci"
-	"github.com/berthcri/berth/oci/runc"
+	"github.com/berthcri/berth/oci/ctr"
+	"github.com/berthcri/berth/oci/monitor"
 	"github.com/berthcri/berth/sandbox"
 )
 
@@ -120,6 +121,10 @@ func newRuntime(ctx context.Context, cfg config.Config, images *image.Service, n
 	}
 	host.OOMScoreAdjMin = max(host.OOMScoreAdjMin, cfg.MinOOMScoreAdj)
 	runcRoot := filepath.Join(cfg.StateDir, "runc")
+	helper, err := monitor.DefaultBinary()
+	if err != nil {
+		return nil, err
+	}
 	sandboxes, err := sandbox.New(sandbox.Options{StateDir: cfg.StateDir, CgroupDriver: driver,
 		MinOOMScoreAdj: host.OOMScoreAdjMin, Monitors: monitors{runcRoot: runcRoot}, Network: network, Logger: log})
 	if err != nil {
@@ -132,7 +137,7 @@ func newRuntime(ctx context.Context, cfg config.Config, images *image.Service, n
 		RootDir:       cfg.RootDir,
 		Images:        images,
 		Sandboxes:     sandboxes,
-		Runc:          &runc.Runtime{Root: runcRoot, Systemd: driver == "systemd"},
+		Containers:    &ctr.Runtime{Root: runcRoot, Systemd: driver == "systemd", Helper: helper},
 		Host:          host,
 		Logger:        log,
 	})

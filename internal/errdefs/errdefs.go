@@ -42,3 +42,44 @@ func IsAlreadyExists(err error) bool      { return errors.Is(err, ErrAlreadyExis
 func IsInvalidArgument(err error) bool    { return errors.Is(err, ErrInvalidArgument) }
 func IsFailedPrecondition(err error) bool { return errors.Is(err, ErrFailedPrecondition) }
 func IsUnavailable(err error) bool        { return errors.Is(err, ErrUnavailable) }
+
+// kinds name the sentinels for errors that cross a process boundary (the monitor's protocol, helper results).
+var kinds = []struct {
+	kind string
+	err  error
+}{
+	{"not_found", ErrNotFound},
+	{"already_exists", ErrAlreadyExists},
+	{"invalid_argument", ErrInvalidArgument},
+	{"failed_precondition", ErrFailedPrecondition},
+	{"unavailable", ErrUnavailable},
+	{"resource_exhausted", ErrResourceExhausted},
+}
+
+// Kind names the sentinel err wraps, "" for none; FromKind rebuilds the error on the other side.
+func Kind(err error) string {
+	for _, k := range kinds {
+		if errors.Is(err, k.err) {
+			return k.kind
+		}
+	}
+	return ""
+}
+
+// FromKind is an error with message msg that wraps the sentinel Kind named kind.
+func FromKind(msg, kind string) error {
+	for _, k := range kinds {
+		if k.kind == kind {
+			return &kindError{msg: msg, sentinel: k.err}
+		}
+	}
+	return errors.New(msg)
+}
+
+type kindError struct {
+	msg      string
+	sentinel error
+}
+
+func (e *kindError) Error() string { return e.msg }
+func (e *kindError) Unwrap() error { return e.sentinel }

@@ -1,4 +1,4 @@
-package runc
+package ctr
 
 import (
 	"os"
@@ -23,7 +23,7 @@ func watchResize(master *os.File, sizes <-chan TerminalSize) (stop func()) {
 				if !ok {
 					return
 				}
-				setWinsize(master, sz)
+				SetWinsize(master, sz)
 			case <-done:
 				return
 			}
@@ -35,9 +35,9 @@ func watchResize(master *os.File, sizes <-chan TerminalSize) (stop func()) {
 	}
 }
 
-// setWinsize sets the terminal's size; the kernel sends SIGWINCH to its foreground process group. A
+// SetWinsize sets the terminal's size; the kernel sends SIGWINCH to its foreground process group. A
 // terminal already closed is left alone: the size no longer matters.
-func setWinsize(master *os.File, sz TerminalSize) {
+func SetWinsize(master *os.File, sz TerminalSize) {
 	rc, err := master.SyscallConn()
 	if err != nil {
 		return

@@ -1,4 +1,4 @@
-package runc
+package ctr
 
 import (
 	"cmp"
@@ -9,10 +9,6 @@ import (
 	"time"
 
 	"github.com/opencontainers/cgroups"
-	"github.com/opencontainers/runc/libcontainer/specconv"
-	"github.com/opencontainers/runtime-spec/specs-go"
-
-	"github.com/berthcri/berth/internal/errdefs"
 )
 
 // Stats are a cgroup's counters, on cgroup v1 and v2 alike.
@@ -97,15 +93,6 @@ type Limits struct {
 
 // unlimited is above any real limit: cgroup v1 reports "no limit" as a page-rounded 2^63.
 const unlimited = 1 << 62
-
-// Stats reads the container's cgroup.
-func (c *Container) Stats() (*Stats, error) {
-	s, err := CgroupStats(c.cg)
-	if err != nil {
-		return nil, fmt.Errorf("container %s: %w", c.ID(), err)
-	}
-	return s, nil
-}
 
 // CgroupStats reads the counters of any cgroup, such as a pod's: the container's or its parent's.
 func CgroupStats(m cgroups.Manager) (*Stats, error) {
@@ -241,39 +228,4 @@ func convertPSI(p *cgroups.PSIStats) *PSI {
 		return PSIData{Total: d.Total, Avg10: d.Avg10, Avg60: d.Avg60, Avg300: d.Avg300}
 	}
 	return &PSI{Some: data(p.Some), Full: data(p.Full)}
-}
-
-// OOMKillCount is the number of the container's processes the kernel OOM-killed. Read it before
-// Destroy, which removes the counter with the cgroup.
-func (c *Container) OOMKillCount() (uint64, error) {
-	n, err := c.cg.OOMKillCount()
-	if err != nil {
-		return 0, fmt.Errorf("container %s: oom kill count: %w", c.ID(), err)
-	}
-	return n, nil
-}
-
-// Update applies new resource limits to a created or running container. Device rules are kept: the
-// CRI update carries none.
-func (c *Container) Update(r *specs.LinuxResources) error {
-	if r == nil {
-		return errdefs.InvalidArgument("resources", "nil")
-	}
-	cfg := c.lc.Config()
-	conv, err := specconv.CreateCgroupConfig(&specconv.CreateOpts{
-		CgroupName: c.ID(),
-		Spec:       &specs.Spec{Linux: &specs.Linux{Resources: r}},
-	}, nil)
-	if err != nil {
-		return errdefs.InvalidArgument("resources", "container %s: %v", c.ID(), err)
-	}
-	res := *conv.Resources
-	res.Devices = cfg.Cgroups.Resources.Devices
-	cg := *cfg.Cgroups
-	cg.Resources = &res
-	cfg.Cgroups = &cg
-	if err := c.lc.Set(cfg); err != nil {
-		return wrapErr(c.ID(), "update resources", err)
-	}
-	return nil
 }

@@ -6,9 +6,8 @@ import (
 	"encoding/binary"
 	"net"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/berthcri/berth/internal/errdefs"
+	"github.com/berthcri/berth/oci/ctr"
 )
 
 // attacher is one attach session. Output is queued per attacher and dropped when its queue is full: a
@@ -191,11 +190,5 @@ func (c *container) resize(width, height uint16) {
 	if !c.req.TTY || len(c.outs) == 0 {
 		return
 	}
-	rc, err := c.outs[0].SyscallConn()
-	if err != nil {
-		return
-	}
-	rc.Control(func(fd uintptr) {
-		unix.IoctlSetWinsize(int(fd), unix.TIOCSWINSZ, &unix.Winsize{Col: width, Row: height})
-	})
+	ctr.SetWinsize(c.outs[0], ctr.TerminalSize{Width: width, Height: height})
 }

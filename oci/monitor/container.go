@@ -12,7 +12,7 @@ import (
 
 	"github.com/berthcri/berth/internal/errdefs"
 	"github.com/berthcri/berth/oci/crilog"
-	"github.com/berthcri/berth/oci/runc"
+	"github.com/berthcri/berth/oci/ctr"
 )
 
 // A container in its monitor:
@@ -126,7 +126,7 @@ func (s *server) create(r *CreateRequest) (retErr error) {
 			f.Close() // the helper is gone: a terminal it did not send reads as EOF
 		}
 		child = nil
-		console, err := recvFile(consoleSock, "terminal")
+		console, err := ctr.RecvFile(consoleSock, "terminal")
 		if err != nil {
 			s.destroyFailed(c)
 			return fmt.Errorf("container %s: %w", r.ID, err)
@@ -149,7 +149,7 @@ func (s *server) create(r *CreateRequest) (retErr error) {
 // init over: a pidfd of it and the watch of its exit.
 func (s *server) createInit(c *container, child []*os.File, args []string) (<-chan unix.WaitStatus, error) {
 	s.reaper.starting.RLock()
-	res, err := s.runHelper(helperCreate, c.id, child, args...)
+	res, err := s.runHelper(ctr.OpCreate, c.id, child, args...)
 	if err != nil {
 		s.reaper.starting.RUnlock()
 		return nil, err
@@ -172,7 +172,7 @@ func (s *server) createInit(c *container, child []*os.File, args []string) (<-ch
 // destroyFailed destroys a container whose create failed after its helper succeeded.
 func (s *server) destroyFailed(c *container) {
 	s.reaper.starting.RLock()
-	_, err := s.runHelper(helperDestroy, c.id, nil)
+	_, err := s.runHelper(ctr.OpDestroy, c.id, nil)
 	s.reaper.starting.RUnlock()
 	if err != nil {
 		s.log.Warn("destroy a container whose create failed", "id", c.id, "err", err)
@@ -250,7 +250,7 @@ func (s *server) waitExit(c *container, exit <-chan unix.WaitStatus) {
 	} else {
 		e.ExitCode = ws.ExitStatus()
 	}
-	if n, err := runc.OOMKillCountAt(c.cgroups); err != nil {
+	if n, err := ctr.OOMKillCountAt(c.cgroups); err != nil {
 		s.log.Warn("read oom kill count", "id", c.id, "err", err)
 	} else {
 		e.OOMKilled = n > 0
@@ -350,7 +350,7 @@ func (s *server) start(id string) error {
 	c.startedAt = time.Now()
 	c.mu.Unlock()
 	s.reaper.starting.RLock()
-	_, err = s.runHelper(helperStart, id, nil)
+	_, err = s.runHelper(ctr.OpStart, id, nil)
 	s.reaper.starting.RUnlock()
 	if err != nil {
 		c.mu.Lock()
@@ -405,7 +405,7 @@ func (s *server) kill(c *container, sig syscall.Signal) error {
 // killAll sends SIGKILL to every process of the container's cgroup; none left is not an error.
 func (s *server) killAll(id string) error {
 	s.reaper.starting.RLock()
-	_, err := s.runHelper(helperKill, id, nil)
+	_, err := s.runHelper(ctr.OpKill, id, nil)
 	s.reaper.starting.RUnlock()
 	if errdefs.IsFailedPrecondition(err) {
 		return nil
@@ -419,7 +419,7 @@ func (s *server) remove(id string) error {
 	c, err := s.get(id)
 	if errdefs.IsNotFound(err) {
 		s.reaper.starting.RLock()
-		_, err = s.runHelper(helperDestroy, id, nil)
+		_, err = s.runHelper(ctr.OpDestroy, id, nil)
 		s.reaper.starting.RUnlock()
 		return err
 	}
@@ -447,7 +447,7 @@ func (s *server) remove(id string) error {
 		}
 	}
 	s.reaper.starting.RLock()
-	_, err = s.runHelper(helperDestroy, id, nil)
+	_, err = s.runHelper(ctr.OpDestroy, id, nil)
 	s.reaper.starting.RUnlock()
 	if err != nil {
 		return err

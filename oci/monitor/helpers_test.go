@@ -17,6 +17,7 @@ import (
 	"github.com/opencontainers/cgroups"
 	"github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/berthcri/berth/oci/ctr"
 	"github.com/berthcri/berth/oci/pause"
 	"github.com/berthcri/berth/oci/runc"
 )
@@ -30,8 +31,8 @@ func TestMain(m *testing.M) {
 			runc.Init()
 		case Arg:
 			os.Exit(Main(os.Args[2:], pause.Command))
-		case HelperArg:
-			os.Exit(Helper(os.Args[2:]))
+		case ctr.HelperArg:
+			os.Exit(runc.Helper(os.Args[2:]))
 		case "hold-monitor":
 			os.Exit(holdMonitor(os.Args[2:]))
 		}

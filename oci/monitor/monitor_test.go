@@ -19,7 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berthcri/berth/internal/errdefs"
-	"github.com/berthcri/berth/oci/runc"
+	"github.com/berthcri/berth/oci/ctr"
 )
 
 func syscallKill(pid int) { syscall.Kill(pid, syscall.SIGKILL) }
@@ -304,12 +304,9 @@ func TestExec(t *testing.T) {
 	if err := c.Create(ctx, CreateRequest{ID: "c1", Bundle: b}); err != nil {
 		t.Fatal(err)
 	}
-	rt := &runc.Runtime{Root: e.runcRoot}
-	ctr, err := rt.Load("c1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ctr.Exec(ctx, runc.ExecProcess{Args: []string{"true"}}); !errdefs.IsFailedPrecondition(err) {
+	// As berthd does: through the exec and update helpers (this test binary), and the state on disk.
+	rt := &ctr.Runtime{Root: e.runcRoot, Helper: os.Args[0]}
+	if _, err := rt.Exec(ctx, "c1", ctr.ExecProcess{Args: []string{"true"}}); !errdefs.IsFailedPrecondition(err) {
 		t.Errorf("exec in a created container: %v, want FailedPrecondition", err)
 	}
 	if err := c.Start(ctx, "c1"); err != nil {
@@ -318,7 +315,7 @@ func TestExec(t *testing.T) {
 
 	t.Run("output and exit code", func(t *testing.T) {
 		var out, errb syncBuffer
-		st, err := ctr.Exec(ctx, runc.ExecProcess{
+		st, err := rt.Exec(ctx, "c1", ctr.ExecProcess{
 			Args: []string{"sh", "-c", "echo out; echo err >&2; read x; echo got $x; exit 7"}, Env: []string{"PATH=/bin"},
 			Stdin: strings.NewReader("input\n"), Stdout: &out, Stderr: &errb,
 		})
@@ -330,7 +327,7 @@ func TestExec(t *testing.T) {
 		tctx, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
 		start := time.Now()
-		_, err := ctr.Exec(tctx, runc.ExecProcess{Args: []string{"sh", "-c", "sleep 100 & sleep 101"}, Env: []string{"PATH=/bin"}})
+		_, err := rt.Exec(tctx, "c1", ctr.ExecProcess{Args: []string{"sh", "-c", "sleep 100 & sleep 101"}, Env: []string{"PATH=/bin"}})
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("exec past its timeout: %v, want DeadlineExceeded", err)
 		}
@@ -346,7 +343,7 @@ func TestExec(t *testing.T) {
 	t.Run("background child holding the pipes", func(t *testing.T) {
 		var out syncBuffer
 		start := time.Now()
-		st, err := ctr.Exec(ctx, runc.ExecProcess{Args: []string{"sh", "-c", "echo bg; sleep 102 &"}, Env: []string{"PATH=/bin"}, Stdout: &out})
+		st, err := rt.Exec(ctx, "c1", ctr.ExecProcess{Args: []string{"sh", "-c", "echo bg; sleep 102 &"}, Env: []string{"PATH=/bin"}, Stdout: &out})
 		if err != nil || st.Code != 0 || out.String() != "bg\n" {
 			t.Errorf("exec = %+v, %v, %q", st, err, out.String())
 		}
@@ -360,22 +357,26 @@ func TestExec(t *testing.T) {
 	})
 	t.Run("terminal", func(t *testing.T) {
 		var out syncBuffer
-		st, err := ctr.Exec(ctx, runc.ExecProcess{Args: []string{"tty"}, Env: []string{"PATH=/bin"}, Terminal: true, Stdout: &out})
+		st, err := rt.Exec(ctx, "c1", ctr.ExecProcess{Args: []string{"tty"}, Env: []string{"PATH=/bin"}, Terminal: true, Stdout: &out})
 		if err != nil || st.Code != 0 || !strings.HasPrefix(out.String(), "/dev/pts/") {
 			t.Errorf("exec = %+v, %v, %q", st, err, out.String())
 		}
 	})
 	shares := uint64(512)
-	if err := ctr.Update(&specs.LinuxResources{CPU: &specs.LinuxCPU{Shares: &shares}}); err != nil {
+	if err := rt.Update("c1", &specs.LinuxResources{CPU: &specs.LinuxCPU{Shares: &shares}}); err != nil {
 		t.Errorf("update: %v", err)
 	}
 	if got, _ := os.ReadFile(filepath.Join("/sys/fs/cgroup/cpu", e.cgroup, "p1/c1/cpu.shares")); strings.TrimSpace(string(got)) != "512" {
 		t.Errorf("cpu.shares after update = %q", got)
 	}
-	if st, err := ctr.Exec(ctx, runc.ExecProcess{Args: []string{"cat", "/dev/null"}, Env: []string{"PATH=/bin"}}); err != nil || st.Code != 0 {
+	if st, err := rt.Exec(ctx, "c1", ctr.ExecProcess{Args: []string{"cat", "/dev/null"}, Env: []string{"PATH=/bin"}}); err != nil || st.Code != 0 {
 		t.Errorf("device access after update: %+v, %v", st, err)
 	}
-	stats, err := ctr.Stats()
+	st, err := rt.Load("c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stats, err := st.Stats()
 	if err != nil || stats.Memory.Usage == 0 || stats.Pids.Current < 2 || stats.CPU.UsageNanos == 0 {
 		t.Errorf("stats = %+v, %v", stats, err)
 	}

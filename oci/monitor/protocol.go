@@ -4,12 +4,12 @@ import (
 	"bufio"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"time"
 
 	"github.com/berthcri/berth/internal/errdefs"
+	"github.com/berthcri/berth/oci/ctr"
 )
 
 // The protocol on <dir>/monitor.sock: one request per connection, a JSON object on one line, answered by
@@ -105,34 +105,10 @@ type Exit struct {
 }
 
 // Size is a terminal size.
-type Size struct {
-	Width, Height uint16
-}
-
-var errKinds = []struct {
-	kind string
-	err  error
-}{
-	{"not_found", errdefs.ErrNotFound},
-	{"already_exists", errdefs.ErrAlreadyExists},
-	{"invalid_argument", errdefs.ErrInvalidArgument},
-	{"failed_precondition", errdefs.ErrFailedPrecondition},
-	{"unavailable", errdefs.ErrUnavailable},
-	{"resource_exhausted", errdefs.ErrResourceExhausted},
-}
+type Size = ctr.TerminalSize
 
 func errResponse(err error) response {
-	return response{Error: err.Error(), Kind: errKind(err)}
-}
-
-// errKind names the sentinel err wraps, "" for none.
-func errKind(err error) string {
-	for _, k := range errKinds {
-		if errors.Is(err, k.err) {
-			return k.kind
-		}
-	}
-	return ""
+	return response{Error: err.Error(), Kind: errdefs.Kind(err)}
 }
 
 // responseErr rebuilds the monitor's error so that errors.Is sees its sentinel.
@@ -140,26 +116,8 @@ func responseErr(op string, r *response) error {
 	if r.Error == "" {
 		return nil
 	}
-	return kindError("monitor "+op+": "+r.Error, r.Kind)
+	return errdefs.FromKind("monitor "+op+": "+r.Error, r.Kind)
 }
-
-// kindError is an error with message msg that wraps the sentinel errKind named kind.
-func kindError(msg, kind string) error {
-	for _, k := range errKinds {
-		if k.kind == kind {
-			return &remoteError{msg: msg, sentinel: k.err}
-		}
-	}
-	return errors.New(msg)
-}
-
-type remoteError struct {
-	msg      string
-	sentinel error
-}
-
-func (e *remoteError) Error() string { return e.msg }
-func (e *remoteError) Unwrap() error { return e.sentinel }
 
 // maxLine bounds a request or response line.
 const maxLine = 1 << 20

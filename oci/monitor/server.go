@@ -1,6 +1,6 @@
 // Package monitor is berth's per-pod monitor: "berth-monitor serve", started by berthd for each pod, in
 // its own session and in the pod's cgroup. The monitor is the parent and subreaper of the pod's
-// containers: it creates and starts them with libcontainer (oci/runc, run in helper processes: helper.go),
+// containers: it creates and starts them with libcontainer (oci/runc, run in helper processes through oci/ctr),
 // holds their stdio, writes their CRI logs (oci/crilog), records each exit in <bundle>/exit.json, serves
 // attach, and runs the pod's PID-namespace init (oci/pause) when the pod shares one. berthd can die and
 // come back: it reconnects with Connect. The monitor exits on Shutdown, after destroying what is left of
@@ -9,7 +9,7 @@
 // Every pod pays for its monitor's memory, so the monitor is its own small executable (cmd/berth-monitor,
 // linking this package, oci/runc, oci/crilog and oci/pause only, not berthd's gRPC, image and CNI code),
 // its long-lived process never runs libcontainer itself, and Main keeps the runtime small (runtime.go).
-// berthd links this package for the client side (Start, Connect).
+// berthd links this package for the client side (Start, Connect); it imports no libcontainer code.
 package monitor
 
 import (
@@ -33,6 +33,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berthcri/berth/internal/errdefs"
+	"github.com/berthcri/berth/oci/ctr"
 )
 
 // Arg is the first argument that makes berth-monitor a monitor.
@@ -104,7 +105,7 @@ func Main(args []string, pause func(binary, dir string) *exec.Cmd) int {
 
 type server struct {
 	dir       string
-	runcRoot  string // libcontainer's state root, for the helpers
+	helpers   *ctr.Runtime // runs libcontainer operations in "/proc/self/exe runc" children
 	systemd   bool
 	reaper    *reaper
 	log       *slog.Logger
@@ -130,8 +131,9 @@ func newServer(cfg config, log *slog.Logger) (*server, error) {
 		return nil, err
 	}
 	s := &server{
-		dir:        cfg.dir,
-		runcRoot:   cfg.runcRoot,
+		dir: cfg.dir,
+		// /proc/self/exe: the monitor's own binary, even after berth-monitor was replaced on disk.
+		helpers:    &ctr.Runtime{Root: cfg.runcRoot, Systemd: cfg.systemd, Helper: "/proc/self/exe"},
 		systemd:    cfg.systemd,
 		reaper:     r,
 		log:        log,

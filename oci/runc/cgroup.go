@@ -6,50 +6,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/opencontainers/cgroups"
 	"golang.org/x/sys/unix"
-
-	"github.com/berthcri/berth/internal/errdefs"
 )
-
-// signalAll signals every process of the container's cgroup, exec processes included. The cgroup is
-// frozen meanwhile so that no process forks out of the signal; SIGKILL uses cgroup.kill where the
-// kernel has it (cgroup v2, or the v2 hierarchy of a hybrid host).
-func (c *Container) signalAll(sig syscall.Signal) error {
-	if !c.cg.Exists() {
-		return errdefs.FailedPrecondition("container %s: signal: no cgroup", c.ID())
-	}
-	if sig == unix.SIGKILL {
-		if p := c.cg.Path(""); p != "" {
-			err := cgroups.WriteFile(p, "cgroup.kill", "1")
-			if err == nil {
-				return nil
-			}
-			if !errors.Is(err, os.ErrNotExist) {
-				return fmt.Errorf("container %s: kill: %w", c.ID(), err)
-			}
-		}
-	}
-	frozen := c.cg.Freeze(cgroups.Frozen) == nil
-	pids, err := c.cg.GetAllPids()
-	for _, pid := range pids {
-		if kerr := unix.Kill(pid, sig); kerr != nil && kerr != unix.ESRCH && err == nil {
-			err = kerr
-		}
-	}
-	if frozen {
-		if terr := c.cg.Freeze(cgroups.Thawed); terr != nil && err == nil {
-			err = terr
-		}
-	}
-	if err != nil {
-		return fmt.Errorf("container %s: signal all processes: %w", c.ID(), err)
-	}
-	return nil
-}
 
 // subCgroup is a child cgroup of a container that holds one exec and everything it forks, so that the
 // whole tree can be killed. On cgroup v1 it exists only in the freezer hierarchy (no memory cgroup is

@@ -5,7 +5,8 @@
 // init, which sets the container up and then waits on the exec fifo (the CRI "created" state); Start
 // releases the fifo and the container's process runs. The process that calls Create is the parent of the
 // container and must outlive it (berth's per-pod monitor); any process can Load a container afterwards to
-// signal it, read its stats, exec in it or destroy it.
+// signal it, exec in it, update or destroy it. Only berth-monitor links this package: the monitor and berthd
+// run each operation in a "berth-monitor runc" helper process (Helper; oci/ctr is the calling side).
 //
 // Every binary that links this package can serve as the container init: it must call Init when started
 // as "<binary> init" (libcontainer re-executes /proc/self/exe that way). The nsenter import below is the
@@ -31,6 +32,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berthcri/berth/internal/errdefs"
+	"github.com/berthcri/berth/oci/ctr"
 )
 
 // Init is the entry point of "<binary> init". It does not return.
@@ -95,7 +97,7 @@ func (r *Runtime) Create(id, bundle string, spec *specs.Spec, stdio Stdio) (_ *C
 	p.Init = true
 	var consoleSock *os.File
 	if stdio.Terminal {
-		parent, child, err := socketPair("console-" + id)
+		parent, child, err := ctr.SocketPair("console socket of " + id)
 		if err != nil {
 			return nil, err
 		}
@@ -111,7 +113,7 @@ func (r *Runtime) Create(id, bundle string, spec *specs.Spec, stdio Stdio) (_ *C
 	if consoleSock != nil {
 		// Our copy of the child end must be closed for a missing console to read as EOF.
 		p.ConsoleSocket.Close()
-		if c.console, err = recvConsole(consoleSock); err != nil {
+		if c.console, err = ctr.RecvFile(consoleSock, "terminal of "+id); err != nil {
 			return nil, fmt.Errorf("container %s: receive console: %w", id, err)
 		}
 	}
@@ -266,7 +268,7 @@ func (c *Container) SharesPIDNamespace() bool {
 // A container without processes is an error wrapping errdefs.ErrFailedPrecondition.
 func (c *Container) Signal(sig syscall.Signal, all bool) error {
 	if all {
-		return c.signalAll(sig)
+		return ctr.SignalCgroup(c.ID(), c.cg, sig)
 	}
 	if err := c.lc.Signal(sig); err != nil {
 		return wrapErr(c.ID(), "signal", err)
@@ -287,7 +289,7 @@ func (c *Container) Processes() ([]int, error) {
 // container already destroyed.
 func (c *Container) Destroy() error {
 	if c.cg.Exists() {
-		if err := c.signalAll(unix.SIGKILL); err != nil && !errdefs.IsFailedPrecondition(err) {
+		if err := ctr.SignalCgroup(c.ID(), c.cg, unix.SIGKILL); err != nil && !errdefs.IsFailedPrecondition(err) {
 			return err
 		}
 	}

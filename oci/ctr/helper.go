@@ -1,0 +1,116 @@
+package ctr
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+
+	"github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/berthcri/berth/internal/errdefs"
+)
+
+// HelperArg is the first argument that makes berth-monitor run one libcontainer operation (oci/runc.Helper):
+//
+//	berth-monitor runc -root <dir> -id <container> [-systemd] [flags] <op>
+const HelperArg = "runc"
+
+// Helper operations.
+const (
+	OpCreate  = "create"  // create the container from -bundle; its init waits for start
+	OpStart   = "start"   // run the created container's process
+	OpKill    = "kill"    // SIGKILL to every process of the container's cgroup
+	OpDestroy = "destroy" // kill what is left, remove the cgroup and libcontainer's state
+	OpExec    = "exec"    // run an ExecProcess, read as one line of JSON on stdin, in the running container
+	OpUpdate  = "update"  // apply -resources, the JSON of the OCI spec's linux.resources
+)
+
+// HelperFirstFD is where the files of create and exec start: stdin (with -stdin), stdout and stderr, or with
+// -tty the console socket on which the terminal's master side is sent.
+const HelperFirstFD = 3
+
+// Result is the helper's one line of JSON on stdout.
+type Result struct {
+	Error string `json:"error,omitempty"`
+	Kind  string `json:"kind,omitempty"` // errdefs.Kind of the error
+	// Of create:
+	Pid                int               `json:"pid,omitempty"`
+	SharesPIDNamespace bool              `json:"shares_pid_namespace,omitempty"`
+	CgroupPaths        map[string]string `json:"cgroup_paths,omitempty"`
+	// Of exec:
+	ExitCode int `json:"exit_code,omitempty"`
+	Signal   int `json:"signal,omitempty"`
+}
+
+// Err is the helper's error, with its sentinel.
+func (r Result) Err() error {
+	if r.Error == "" {
+		return nil
+	}
+	return errdefs.FromKind(r.Error, r.Kind)
+}
+
+// Command is the helper running op on container id; args are op's flags.
+func (r *Runtime) Command(op, id string, args ...string) *exec.Cmd {
+	a := []string{HelperArg, "-root", r.Root, "-id", id}
+	if r.Systemd {
+		a = append(a, "-systemd")
+	}
+	a = append(append(a, args...), op)
+	cmd := exec.Command(r.Helper, a...)
+	cmd.Stderr = os.Stderr // libcontainer's log lines go to the caller's log
+	return cmd
+}
+
+// Run runs op on container id with files as the helper's descriptors from HelperFirstFD on, and returns its
+// result once it exited.
+func (r *Runtime) Run(op, id string, files []*os.File, args ...string) (Result, error) {
+	cmd := r.Command(op, id, args...)
+	cmd.ExtraFiles = files
+	out, err := cmd.Output()
+	return decodeResult(op, id, out, err)
+}
+
+func decodeResult(op, id string, out []byte, waitErr error) (Result, error) {
+	var res Result
+	if err := json.Unmarshal(bytes.TrimSpace(out), &res); err != nil {
+		if waitErr == nil {
+			waitErr = err
+		}
+		return res, fmt.Errorf("container %s: %s: helper: %w", id, op, waitErr)
+	}
+	return res, res.Err()
+}
+
+// Update applies new resource limits to the created or running container id.
+func (r *Runtime) Update(id string, res *specs.LinuxResources) error {
+	if res == nil {
+		return errdefs.InvalidArgument("resources", "nil")
+	}
+	b, err := json.Marshal(res)
+	if err != nil {
+		return fmt.Errorf("container %s: update: %w", id, err)
+	}
+	_, err = r.Run(OpUpdate, id, nil, "-resources", string(b))
+	return err
+}
+
+// Destroy kills what is left of container id and removes its cgroup and libcontainer state; a container
+// without state (the usual case: its monitor destroyed it) costs no helper.
+func (r *Runtime) Destroy(id string) error {
+	if id == "" || id != filepath.Base(id) {
+		return errdefs.InvalidArgument("container id", "%q", id)
+	}
+	if _, err := os.Stat(filepath.Join(r.Root, id)); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	_, err := r.Run(OpDestroy, id, nil)
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
