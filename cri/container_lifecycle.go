@@ -121,6 +121,7 @@ func (s *RuntimeServer) waitExit(ctx context.Context, id string, d time.Duration
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
+		exited := s.exits.nextExit() // taken before the check, so that an exit between the two is not missed
 		rec, ok := s.containers.Get(id)
 		if !ok || rec.State == ctrExited {
 			return true
@@ -131,6 +132,7 @@ func (s *RuntimeServer) waitExit(ctx context.Context, id string, d time.Duration
 			continue
 		}
 		select {
+		case <-exited:
 		case <-tick.C:
 		case <-deadline.C:
 			return false
@@ -182,6 +184,7 @@ func (s *RuntimeServer) markExited(id string, e *monitor.Exit, message string) e
 		if rec, ok := s.containers.Get(id); ok {
 			s.exits.unwatch(rec.Bundle)
 			if exited {
+				s.exits.announce()
 				s.emitContainerEvent(id, rec.PodID, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT)
 			}
 		}

@@ -21,6 +21,7 @@ type exitWatcher struct {
 
 	mu      sync.Mutex
 	bundles map[string]string // bundle dir → container id
+	next    chan struct{}     // closed, and replaced, at each recorded exit (announce)
 }
 
 func newExitWatcher(onExit func(id string), log *slog.Logger) (*exitWatcher, error) {
@@ -28,7 +29,7 @@ func newExitWatcher(onExit func(id string), log *slog.Logger) (*exitWatcher, err
 	if err != nil {
 		return nil, err
 	}
-	e := &exitWatcher{w: w, onExit: onExit, log: log, bundles: map[string]string{}}
+	e := &exitWatcher{w: w, onExit: onExit, log: log, bundles: map[string]string{}, next: make(chan struct{})}
 	go e.run()
 	return e, nil
 }
@@ -59,6 +60,21 @@ func (e *exitWatcher) unwatch(bundle string) {
 }
 
 func (e *exitWatcher) close() error { return e.w.Close() }
+
+// nextExit is closed when the next exit is recorded: a stop waits on it rather than polling.
+func (e *exitWatcher) nextExit() <-chan struct{} {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.next
+}
+
+// announce wakes whoever waits on nextExit.
+func (e *exitWatcher) announce() {
+	e.mu.Lock()
+	close(e.next)
+	e.next = make(chan struct{})
+	e.mu.Unlock()
+}
 
 func (e *exitWatcher) run() {
 	for {

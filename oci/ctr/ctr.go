@@ -139,13 +139,18 @@ func (s *State) Stats() (*Stats, error) {
 }
 
 // cgroup is a manager of the container's cgroup for reading, freezing and listing; only libcontainer changes it.
+// A State with only ID and CgroupPaths set (the monitor's) will do.
 func (s *State) cgroup() (cgroups.Manager, error) {
+	cg := s.Config.Cgroups
+	if cg == nil {
+		cg = &cgroups.Cgroup{Resources: &cgroups.Resources{}}
+	}
 	var m cgroups.Manager
 	var err error
 	if cgroups.IsCgroup2UnifiedMode() {
-		m, err = fs2.NewManager(s.Config.Cgroups, s.CgroupPaths[""])
+		m, err = fs2.NewManager(cg, s.CgroupPaths[""])
 	} else {
-		m, err = fs.NewManager(s.Config.Cgroups, s.CgroupPaths)
+		m, err = fs.NewManager(cg, s.CgroupPaths)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("container %s: cgroup: %w", s.ID, err)

@@ -23,7 +23,6 @@ const HelperArg = "runc"
 const (
 	OpCreate  = "create"  // create the container from -bundle; its init waits for start
 	OpStart   = "start"   // run the created container's process
-	OpKill    = "kill"    // SIGKILL to every process of the container's cgroup
 	OpDestroy = "destroy" // kill what is left, remove the cgroup and libcontainer's state
 	OpExec    = "exec"    // run an ExecProcess, read as one line of JSON on stdin, in the running container
 	OpUpdate  = "update"  // apply -resources, the JSON of the OCI spec's linux.resources

@@ -258,7 +258,7 @@ func (s *server) waitExit(c *container, exit <-chan unix.WaitStatus) {
 	// Without a PID namespace of its own the container's other processes outlive init, holding the
 	// output pipes.
 	if c.sharesPID {
-		if err := s.killAll(c.id); err != nil {
+		if err := s.killAll(c); err != nil {
 			s.log.Warn("kill remaining processes", "id", c.id, "err", err)
 		}
 	}
@@ -399,14 +399,13 @@ func (s *server) kill(c *container, sig syscall.Signal) error {
 		return nil
 	}
 	c.mu.Unlock()
-	return s.killAll(c.id)
+	return s.killAll(c)
 }
 
-// killAll sends SIGKILL to every process of the container's cgroup; none left is not an error.
-func (s *server) killAll(id string) error {
-	s.reaper.starting.RLock()
-	_, err := s.runHelper(ctr.OpKill, id, nil)
-	s.reaper.starting.RUnlock()
+// killAll sends SIGKILL to every process of the container's cgroup; none left is not an error. It needs no
+// libcontainer, hence no helper: a stop of a container sharing the pod's PID namespace waits for it.
+func (s *server) killAll(c *container) error {
+	err := (&ctr.State{ID: c.id, CgroupPaths: c.cgroups}).Signal(unix.SIGKILL, true)
 	if errdefs.IsFailedPrecondition(err) {
 		return nil
 	}

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
 
 	"github.com/berthcri/berth/internal/errdefs"
 	"github.com/berthcri/berth/oci/ctr"
@@ -36,7 +35,7 @@ func Helper(args []string) int {
 		return 2
 	}
 	if *root == "" || *id == "" || fs.NArg() != 1 {
-		fmt.Fprintf(os.Stderr, "usage: %s -root <dir> -id <container> [-systemd] [-bundle <dir>] [-stdin|-tty] [-resources <json>] create|start|kill|destroy|exec|update\n", ctr.HelperArg)
+		fmt.Fprintf(os.Stderr, "usage: %s -root <dir> -id <container> [-systemd] [-bundle <dir>] [-stdin|-tty] [-resources <json>] create|start|destroy|exec|update\n", ctr.HelperArg)
 		return 2
 	}
 	rt := &Runtime{Root: *root, Systemd: *systemd}
@@ -49,8 +48,6 @@ func Helper(args []string) int {
 		err = rt.Destroy(*id)
 	case ctr.OpStart:
 		err = onLoaded(rt, *id, (*Container).Start)
-	case ctr.OpKill:
-		err = onLoaded(rt, *id, func(c *Container) error { return c.Signal(unix.SIGKILL, true) })
 	case ctr.OpExec:
 		res, err = helperExec(rt, *id, *stdin, *tty)
 	case ctr.OpUpdate:

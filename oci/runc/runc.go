@@ -19,7 +19,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/opencontainers/cgroups"
@@ -136,24 +135,6 @@ func (r *Runtime) Load(id string) (*Container, error) {
 	return &Container{lc: lc, cg: cg}, nil
 }
 
-// List returns the ids of the containers that have a state directory under Root.
-func (r *Runtime) List() ([]string, error) {
-	ents, err := os.ReadDir(r.Root)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("list containers: %w", err)
-	}
-	ids := make([]string, 0, len(ents))
-	for _, e := range ents {
-		if e.IsDir() {
-			ids = append(ids, e.Name())
-		}
-	}
-	return ids, nil
-}
-
 // Destroy destroys the container id if it exists (see Container.Destroy). A state directory left
 // without a state file by a create that was interrupted is removed.
 func (r *Runtime) Destroy(id string) error {
@@ -229,16 +210,6 @@ func (c *Container) State() (State, error) {
 	return s, nil
 }
 
-// Pid is the container's init process in the caller's PID namespace, as recorded when it was created:
-// the process may be gone (see Status).
-func (c *Container) Pid() int {
-	st, err := c.lc.State()
-	if err != nil {
-		return 0
-	}
-	return st.InitProcessPid
-}
-
 // Status reports whether the container is created, running, paused or stopped.
 func (c *Container) Status() (Status, error) {
 	s, err := c.lc.Status()
@@ -262,27 +233,6 @@ func (c *Container) Status() (Status, error) {
 func (c *Container) SharesPIDNamespace() bool {
 	cfg := c.lc.Config()
 	return !cfg.Namespaces.IsPrivate(configs.NEWPID)
-}
-
-// Signal sends sig to the container's init process or, with all, to every process of its cgroup.
-// A container without processes is an error wrapping errdefs.ErrFailedPrecondition.
-func (c *Container) Signal(sig syscall.Signal, all bool) error {
-	if all {
-		return ctr.SignalCgroup(c.ID(), c.cg, sig)
-	}
-	if err := c.lc.Signal(sig); err != nil {
-		return wrapErr(c.ID(), "signal", err)
-	}
-	return nil
-}
-
-// Processes lists the pids of the container's cgroup (including exec processes).
-func (c *Container) Processes() ([]int, error) {
-	pids, err := c.lc.Processes()
-	if err != nil {
-		return nil, wrapErr(c.ID(), "list processes", err)
-	}
-	return pids, nil
 }
 
 // Destroy kills every process of the container and removes its cgroup and state. It succeeds on a
