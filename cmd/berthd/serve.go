@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -125,6 +126,10 @@ func newRuntime(ctx context.Context, cfg config.Config, images *image.Service, n
 	if err != nil {
 		return nil, err
 	}
+	cfgJSON, err := cfg.Redacted().JSON()
+	if err != nil {
+		return nil, err
+	}
 	sandboxes, err := sandbox.New(sandbox.Options{StateDir: cfg.StateDir, CgroupDriver: driver,
 		MinOOMScoreAdj: host.OOMScoreAdjMin, Monitors: monitors{runcRoot: runcRoot}, Network: network, Logger: log})
 	if err != nil {
@@ -133,7 +138,7 @@ func newRuntime(ctx context.Context, cfg config.Config, images *image.Service, n
 	rt, err := cri.NewRuntimeServer(cri.RuntimeOptions{
 		CgroupDriver:  driver,
 		NetworkStatus: network.Ready,
-		Config:        cfg.Redacted(),
+		Config:        json.RawMessage(cfgJSON),
 		RootDir:       cfg.RootDir,
 		Images:        images,
 		Sandboxes:     sandboxes,

@@ -3,6 +3,7 @@ package config
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -229,6 +230,20 @@ func (c Config) TOML() ([]byte, error) {
 		return nil, fmt.Errorf("encode config: %w", err)
 	}
 	return buf.Bytes(), nil
+}
+
+// JSON returns the effective configuration as JSON with the file's keys and values (e.g. "shutdown_timeout":
+// "10s"), for a verbose CRI Status: an operator reads the same names as in berth.toml.
+func (c Config) JSON() ([]byte, error) {
+	b, err := c.TOML()
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	if err := toml.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("encode config: %w", err)
+	}
+	return json.Marshal(m)
 }
 
 // Redacted returns a copy with registry secrets replaced, for printing and for a verbose CRI Status.

@@ -2,6 +2,7 @@ package config
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -303,5 +304,26 @@ func TestRedacted(t *testing.T) {
 	}
 	if c.Registry.Hosts["r.example.com"].Password != "secret" {
 		t.Error("Redacted changed the original")
+	}
+}
+
+func TestJSONUsesFileKeys(t *testing.T) {
+	c := Default()
+	c.Registry.Hosts = map[string]RegistryHost{"r.example.com": {Username: "u", Password: "<redacted>"}}
+	b, err := c.JSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	cni, _ := m["cni"].(map[string]any)
+	hosts, _ := m["registry"].(map[string]any)["hosts"].(map[string]any)
+	if m["root_dir"] != c.RootDir || m["shutdown_timeout"] != "10s" || cni["conf_dir"] != c.CNI.ConfDir || hosts["r.example.com"] == nil {
+		t.Errorf("config JSON = %s", b)
+	}
+	if _, goName := m["RootDir"]; goName {
+		t.Errorf("config JSON has Go field names: %s", b)
 	}
 }
