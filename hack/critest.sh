@@ -13,11 +13,11 @@ mkdir -p "$out"
 rm -f "$out"/{critest.log,report.json,junit.xml,berthd.log}
 
 tools=$(hack/tools.sh)
+source hack/lib.sh
 make --no-print-directory build >/dev/null
 work=$(mktemp -d /tmp/berth-critest.XXXXXX)
 # Pods with their own user namespace run as ids that must reach the pod dirs below (berthd advertises them only then).
 chmod 711 "$work"
-sock=$work/berth.sock
 berthd_pid=
 result=
 bridge=
@@ -41,23 +41,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# A registry someone else started (another run, a developer) is reused and left running.
-own_registry=
-curl -fsS -o /dev/null "http://127.0.0.1:${BERTH_REGISTRY_PORT:-5000}/v2/" 2>/dev/null || own_registry=1
-hack/testbed.sh start >"$out/testbed.log" 2>&1 || { cat "$out/testbed.log" >&2; exit 1; }
-
-mkdir -p "$work/etc/berth.d" "$work/net.d"
-cat >"$work/etc/berth.toml" <<TOML
-root_dir = "$work/root"
-state_dir = "$work/state"
-listen = "$sock"
-[log]
-level = "debug"
-[cni]
-conf_dir = "$work/net.d"
-bin_dirs = ["$tools/cni"]
-TOML
-hack/testbed.sh mirrors-toml >"$work/etc/berth.d/10-mirrors.toml"
+testbed_up "$out/testbed.log"
+mkdir -p "$work/net.d"
 # The test network: a bridge of this run's own on a private subnet no one else here uses (runs may overlap), IP
 # leases in the work dir.
 for n in $(shuf -i 1-250); do
@@ -77,13 +62,8 @@ cat >"$work/net.d/10-berth-test.conflist" <<JSON
 }
 JSON
 
-bin/berthd --config "$work/etc/berth.toml" >"$out/berthd.log" 2>&1 &
-berthd_pid=$!
-for _ in $(seq 100); do
-  "$tools/bin/crictl" --runtime-endpoint "unix://$sock" --timeout 2s version >/dev/null 2>&1 && break
-  kill -0 "$berthd_pid" 2>/dev/null || { echo "berthd exited at start:" >&2; cat "$out/berthd.log" >&2; exit 1; }
-  sleep 0.2
-done
+start_test_berthd "$work" "$out/berthd.log" debug
+sock=$berthd_sock
 
 skip=$(sed -e '/^[[:space:]]*#/d' -e '/^[[:space:]]*$/d' -e 's/[[:space:]]*#.*$//' hack/critest-skips.txt |
   sed 's/.*/(?:&)/' | paste -sd'|' -)

@@ -16,11 +16,12 @@ rm -f "$out"/{berthd.log,testbed.log,crictl.log}
 start=$SECONDS
 
 tools=$(hack/tools.sh)
+source hack/lib.sh
 make --no-print-directory build installer >/dev/null
 version=$(bin/berth-installer --version | awk '{print $2}')
 image=127.0.0.1:$BERTH_REGISTRY_PORT/berth/installer:$version
 work=$(mktemp -d /tmp/berth-installer-e2e.XXXXXX)
-sock=$work/berth.sock
+sock=$work/berth.sock # start_test_berthd's socket
 crictl=("$tools/bin/crictl" --config /dev/null --runtime-endpoint "unix://$sock" --image-endpoint "unix://$sock" --timeout 60s)
 berthd_pid=
 pod=
@@ -61,33 +62,15 @@ fail() {
   exit 1
 }
 
-curl -fsS -o /dev/null "http://127.0.0.1:$BERTH_REGISTRY_PORT/v2/" 2>/dev/null || own_registry=1
-hack/testbed.sh start >"$out/testbed.log" 2>&1 || { cat "$out/testbed.log" >&2; fail "test bed did not start"; }
+testbed_up "$out/testbed.log" || fail "test bed did not start"
 go run ./hack/cmd/mkinstaller -image "$image" -berthd bin/berthd -installer bin/berth-installer -cni "$tools/cni" >"$out/push.txt" \
   || fail "mkinstaller failed"
 
 # A berthd of its own: temporary dirs, the public registries mapped to the test bed (the pause image), and no pod
 # network (the pod uses the host's, like the DaemonSet). 127.0.0.1:PORT needs no mapping: berth talks plain HTTP to
 # loopback registries.
-mkdir -p "$work/etc/berth.d" "$work/net.d" "$work/logs"
-cat >"$work/etc/berth.toml" <<TOML
-root_dir = "$work/root"
-state_dir = "$work/state"
-listen = "$sock"
-[log]
-level = "debug"
-[cni]
-conf_dir = "$work/net.d"
-bin_dirs = ["$tools/cni"]
-TOML
-hack/testbed.sh mirrors-toml >"$work/etc/berth.d/10-mirrors.toml"
-bin/berthd --config "$work/etc/berth.toml" >"$out/berthd.log" 2>&1 &
-berthd_pid=$!
-for _ in $(seq 100); do
-  "${crictl[@]}" version >/dev/null 2>&1 && break
-  kill -0 "$berthd_pid" 2>/dev/null || { cat "$out/berthd.log" >&2; fail "berthd exited at start"; }
-  sleep 0.2
-done
+mkdir -p "$work/logs"
+start_test_berthd "$work" "$out/berthd.log" debug || fail "berthd did not start"
 
 "${crictl[@]}" pull "$image" >/dev/null 2>>"$out/crictl.log" || fail "crictl pull $image failed"
 cat >"$work/pod.json" <<JSON

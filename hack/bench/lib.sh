@@ -6,6 +6,7 @@ die() { echo "bench: $*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "must run as root"
 tools=$(hack/tools.sh)
+source hack/lib.sh
 crictl=$tools/bin/crictl
 eval "$(hack/testbed.sh env)"
 [ -f "$BERTH_REGISTRY_MIRRORS" ] || die "$BERTH_REGISTRY_MIRRORS missing: run hack/testbed.sh start"
@@ -55,23 +56,12 @@ JSON
 
 # start_berthd: sets berth_sock and berth_pid.
 start_berthd() {
-  local d=$work/berth
-  mkdir -p "$d/etc/berth.d"
-  bench_net "$d/net.d" berth-bench0 10.91.0.0/24
-  cat >"$d/etc/berth.toml" <<TOML
-root_dir = "$d/root"
-state_dir = "$d/state"
-listen = "$d/berth.sock"
-[cni]
-conf_dir = "$d/net.d"
-bin_dirs = ["$tools/cni"]
-TOML
-  cp "$BERTH_REGISTRY_MIRRORS" "$d/etc/berth.d/10-mirrors.toml"
-  bin/berthd --config "$d/etc/berth.toml" >"$out/berthd.log" 2>&1 &
-  berth_pid=$!
-  pids+=("$berth_pid")
-  wait_cri "$d/berth.sock" "$berth_pid" "$out/berthd.log"
-  berth_sock=$d/berth.sock
+  local rc=0
+  bench_net "$work/berth/net.d" berth-bench0 10.91.0.0/24
+  start_test_berthd "$work/berth" "$out/berthd.log" || rc=$?
+  pids+=("$berthd_pid")
+  [ "$rc" = 0 ] || die "berthd did not start, see $out/berthd.log"
+  berth_pid=$berthd_pid berth_sock=$berthd_sock
 }
 
 # containerd_hosts DIR: certs.d entries sending every mirrored host and the registry itself to the test bed.
