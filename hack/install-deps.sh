@@ -6,7 +6,7 @@
 set -euo pipefail
 
 packages=(
-  gcc make pkg-config libseccomp-dev   # cgo build of runc's libcontainer/seccomp
+  gcc libc6-dev make pkg-config libseccomp-dev # static cgo build of berth-monitor (libc.a, libseccomp.a)
   git ca-certificates curl             # go modules; testbed.sh probes the registry with curl
   busybox-static                       # static test image base; hack/cmd/mkimages reads /usr/bin/busybox
   iptables iproute2 kmod               # CNI bridge/portmap plugins (iptables, br_netfilter)
