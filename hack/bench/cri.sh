@@ -3,8 +3,10 @@
 #   pod-cycle-p50-ms        critest -benchmark "lifecycle of PodSandbox": RunPodSandbox → status → stop → remove
 #   container-cycle-p50-ms  critest -benchmark "basic operations on Container": create → start → status → stop → remove
 #   daemon-idle-rss-kib     the daemon's RSS with an image pulled and no pod
-#   per-pod-pss-kib         PSS of what each pod adds beside its container (berth: monitor and, for a shared PID
-#                           namespace, pause; containerd: shim and pause), mean over PODS idle pods of one container
+#   per-pod-pss-kib         PSS of what each pod adds beside its container (berth: monitor; containerd: shim and
+#                           pause), mean over PODS idle pods of one container, each in its own PID namespace (the
+#                           kubelet's default)
+#   shared-pid-pod-pss-kib  the same for pods sharing one PID namespace (shareProcessNamespace): berth adds a pause
 # Each runtime has a bridge network of its own (hack/bench/lib.sh bench_net).
 # It reports medians and ratios berth/containerd (goals: cycles <= 0.5, RSS <= 25 MB, per-pod <= 2 MiB); it never
 # asserts times. Environment: SAMPLES (40), PODS (10), BERTH_BENCH_OUT (_output/bench).
@@ -39,18 +41,19 @@ YAML
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 pss_kib() { awk '/^Pss:/ { print $2 }' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0; }
 
-# per_pod SOCKET NAME OVERHEAD_PATTERN: runs PODS pods of one idle container, then prints the mean PSS of the processes
-# whose command line matches OVERHEAD_PATTERN (the runtime's per-pod processes).
+# per_pod SOCKET NAME OVERHEAD_PATTERN PIDMODE ROW: runs PODS pods of one idle container in the CRI PID namespace mode
+# PIDMODE (0 pod, 1 container), then prints the mean PSS of the processes whose command line matches OVERHEAD_PATTERN
+# (the runtime's per-pod processes) as ROW.
 per_pod() {
   local cri=("$crictl" --runtime-endpoint "unix://$1" --image-endpoint "unix://$1" --timeout 60s) i pod ctr total=0 n=0 pid
   for i in $(seq "$pods"); do
     cat >"$work/pod-$i.json" <<JSON
 {"metadata":{"name":"bench-$i","namespace":"bench","uid":"bench-$i"},"log_directory":"$work/logs/$2-$i",
- "linux":{"security_context":{"namespace_options":{"pid":1}}}}
+ "linux":{"security_context":{"namespace_options":{"pid":$4}}}}
 JSON
     cat >"$work/ctr-$i.json" <<JSON
 {"metadata":{"name":"idle"},"image":{"image":"$image"},"command":["sleep","3600"],"log_path":"idle.log",
- "linux":{"security_context":{"namespace_options":{"pid":1}}}}
+ "linux":{"security_context":{"namespace_options":{"pid":$4}}}}
 JSON
     pod=$("${cri[@]}" runp "$work/pod-$i.json")
     ctr=$("${cri[@]}" create "$pod" "$work/ctr-$i.json" "$work/pod-$i.json")
@@ -62,8 +65,8 @@ JSON
     n=$((n + 1))
   done
   "${cri[@]}" rmp -f -a >/dev/null 2>&1 || true
-  echo "per-pod-pss-kib $((total / pods))"
-  echo "per-pod-processes $((n / pods))"
+  echo "$5 $((total / pods))"
+  [ "$4" = 0 ] || echo "per-pod-processes $((n / pods))"
 }
 
 # measure SOCKET NAME PID OVERHEAD_PATTERN: prints the rows of one runtime.
@@ -72,7 +75,8 @@ measure() {
   sleep 2
   echo "daemon-idle-rss-kib $(rss_kib "$3")"
   cycles "$1" "$2"
-  per_pod "$1" "$2" "$4"
+  per_pod "$1" "$2" "$4" 1 per-pod-pss-kib
+  per_pod "$1" "$2" "$4" 0 shared-pid-pod-pss-kib
 }
 
 start_berthd
