@@ -74,7 +74,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, p ExecProcess) (ExitStatu
 		return ExitStatus{}, fmt.Errorf("exec in container %s: %w", id, err)
 	}
 	defer ctlW.Close()
-	cmd := r.Command(OpExec, id, args...)
+	cmd := r.command(OpExec, id, args...)
 	cmd.Stdin, cmd.ExtraFiles = ctlR, eio.child
 	var out limitedBuffer
 	cmd.Stdout = &out
@@ -87,12 +87,13 @@ func (r *Runtime) Exec(ctx context.Context, id string, p ExecProcess) (ExitStatu
 	waited := make(chan error, 1)
 	go func() { waited <- cmd.Wait() }()
 	if _, err := ctlW.Write(append(spec, '\n')); err != nil {
-		// The helper is gone already; its result says why.
-		return ExitStatus{}, helperExit(id, out.Bytes(), <-waited)
+		// The helper is gone already; its result, complete once it was waited for, says why.
+		werr := <-waited
+		return ExitStatus{}, helperExit(id, out.Bytes(), werr)
 	}
 	if err := eio.started(p); err != nil {
 		ctlW.Close()
-		helperExit(id, out.Bytes(), waitBounded(cmd, waited))
+		waitBounded(cmd, waited)
 		return ExitStatus{}, fmt.Errorf("exec in container %s: %w", id, err)
 	}
 
