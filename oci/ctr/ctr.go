@@ -51,8 +51,8 @@ type State struct {
 
 // Load reads the state of container id; an error wrapping errdefs.ErrNotFound when it has none.
 func (r *Runtime) Load(id string) (*State, error) {
-	if id == "" || id != filepath.Base(id) || strings.HasPrefix(id, ".") {
-		return nil, errdefs.InvalidArgument("container id", "%q", id)
+	if err := checkID(id); err != nil {
+		return nil, err
 	}
 	b, err := os.ReadFile(filepath.Join(r.Root, id, StateFile))
 	if errors.Is(err, os.ErrNotExist) {
@@ -72,6 +72,14 @@ func (r *Runtime) Load(id string) (*State, error) {
 		st.Config.Cgroups.Resources = &cgroups.Resources{}
 	}
 	return &st, nil
+}
+
+// checkID refuses an id that is not one directory name below the root.
+func checkID(id string) error {
+	if id == "" || id != filepath.Base(id) || strings.HasPrefix(id, ".") {
+		return errdefs.InvalidArgument("container id", "%q", id)
+	}
+	return nil
 }
 
 // Pid is the container's init process while it runs, 0 once it is gone.

@@ -53,8 +53,8 @@ func (r Result) Err() error {
 	return errdefs.FromKind(r.Error, r.Kind)
 }
 
-// Command is the helper running op on container id; args are op's flags.
-func (r *Runtime) Command(op, id string, args ...string) *exec.Cmd {
+// command is the helper running op on container id; args are op's flags.
+func (r *Runtime) command(op, id string, args ...string) *exec.Cmd {
 	a := []string{HelperArg, "-root", r.Root, "-id", id}
 	if r.Systemd {
 		a = append(a, "-systemd")
@@ -68,7 +68,7 @@ func (r *Runtime) Command(op, id string, args ...string) *exec.Cmd {
 // Run runs op on container id with files as the helper's descriptors from HelperFirstFD on, and returns its
 // result once it exited.
 func (r *Runtime) Run(op, id string, files []*os.File, args ...string) (Result, error) {
-	cmd := r.Command(op, id, args...)
+	cmd := r.command(op, id, args...)
 	cmd.ExtraFiles = files
 	out, err := cmd.Output()
 	return decodeResult(op, id, out, err)
@@ -101,8 +101,8 @@ func (r *Runtime) Update(id string, res *specs.LinuxResources) error {
 // Destroy kills what is left of container id and removes its cgroup and libcontainer state; a container
 // without state (the usual case: its monitor destroyed it) costs no helper.
 func (r *Runtime) Destroy(id string) error {
-	if id == "" || id != filepath.Base(id) {
-		return errdefs.InvalidArgument("container id", "%q", id)
+	if err := checkID(id); err != nil {
+		return err
 	}
 	if _, err := os.Stat(filepath.Join(r.Root, id)); errors.Is(err, os.ErrNotExist) {
 		return nil

@@ -21,7 +21,7 @@ import (
 //	                             └──────────init killed / dies─────────────▶┘
 //
 // "creating" is not reported by State. Remove kills whatever still runs first. libcontainer's part of each
-// step runs in a helper process (helper.go).
+// step runs in a helper process (server.helpers).
 type container struct {
 	id     string
 	req    CreateRequest
@@ -149,7 +149,7 @@ func (s *server) create(r *CreateRequest) (retErr error) {
 // init over: a pidfd of it and the watch of its exit.
 func (s *server) createInit(c *container, child []*os.File, args []string) (<-chan unix.WaitStatus, error) {
 	s.reaper.starting.RLock()
-	res, err := s.runHelper(ctr.OpCreate, c.id, child, args...)
+	res, err := s.helpers.Run(ctr.OpCreate, c.id, child, args...)
 	if err != nil {
 		s.reaper.starting.RUnlock()
 		return nil, err
@@ -172,7 +172,7 @@ func (s *server) createInit(c *container, child []*os.File, args []string) (<-ch
 // destroyFailed destroys a container whose create failed after its helper succeeded.
 func (s *server) destroyFailed(c *container) {
 	s.reaper.starting.RLock()
-	_, err := s.runHelper(ctr.OpDestroy, c.id, nil)
+	_, err := s.helpers.Run(ctr.OpDestroy, c.id, nil)
 	s.reaper.starting.RUnlock()
 	if err != nil {
 		s.log.Warn("destroy a container whose create failed", "id", c.id, "err", err)
@@ -184,12 +184,11 @@ func (s *server) destroyFailed(c *container) {
 // helper sends the terminal's master side, whose other end is consoleSock.
 func (c *container) pipes() (child []*os.File, consoleSock *os.File, err error) {
 	if c.req.TTY {
-		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		parent, child, err := ctr.SocketPair("console socket")
 		if err != nil {
-			return nil, nil, os.NewSyscallError("socketpair", err)
+			return nil, nil, err
 		}
-		unix.SetNonblock(fds[0], true) // polled by recvFile
-		return []*os.File{os.NewFile(uintptr(fds[1]), "console socket")}, os.NewFile(uintptr(fds[0]), "console socket"), nil
+		return []*os.File{child}, parent, nil
 	}
 	if c.req.Stdin {
 		r, w, err := os.Pipe()
@@ -350,7 +349,7 @@ func (s *server) start(id string) error {
 	c.startedAt = time.Now()
 	c.mu.Unlock()
 	s.reaper.starting.RLock()
-	_, err = s.runHelper(ctr.OpStart, id, nil)
+	_, err = s.helpers.Run(ctr.OpStart, id, nil)
 	s.reaper.starting.RUnlock()
 	if err != nil {
 		c.mu.Lock()
@@ -418,7 +417,7 @@ func (s *server) remove(id string) error {
 	c, err := s.get(id)
 	if errdefs.IsNotFound(err) {
 		s.reaper.starting.RLock()
-		_, err = s.runHelper(ctr.OpDestroy, id, nil)
+		_, err = s.helpers.Run(ctr.OpDestroy, id, nil)
 		s.reaper.starting.RUnlock()
 		return err
 	}
@@ -446,7 +445,7 @@ func (s *server) remove(id string) error {
 		}
 	}
 	s.reaper.starting.RLock()
-	_, err = s.runHelper(ctr.OpDestroy, id, nil)
+	_, err = s.helpers.Run(ctr.OpDestroy, id, nil)
 	s.reaper.starting.RUnlock()
 	if err != nil {
 		return err
