@@ -52,7 +52,7 @@ func validateStreams(id string, tty, stdin, stdout, stderr bool) error {
 	return nil
 }
 
-// Exec runs cmd in the container through libcontainer, with the container's user, environment, working
+// Exec runs cmd in the container in an exec helper (libcontainer), with the container's user, environment, working
 // directory, namespaces and cgroup, until it exits or ctx ends (the client went away), which kills it. A
 // non-zero exit is an exec.ExitError, which the streaming server reports to the client as the exit code.
 func (rt streamRuntime) Exec(ctx context.Context, id string, cmd []string, in io.Reader, out, errOut io.WriteCloser,

@@ -12,7 +12,7 @@ import (
 	"github.com/berthcri/berth/oci/ctr"
 )
 
-// Container stats come straight from the container's cgroup through libcontainer; no monitor is involved.
+// Container stats come straight from the container's cgroup (oci/ctr); no monitor or helper is involved.
 // Created containers have a cgroup (their init waits in it), so they report real, near-zero counters. Exited
 // containers report their attributes and writable layer only, as containerd does: the kubelet drops them.
 

@@ -13,7 +13,7 @@ import (
 )
 
 // UpdateContainerResources changes a container's cgroup limits (in-place pod resize) and records them, so that
-// ContainerStatus reports them. A created or running container's cgroup is changed first, through libcontainer
+// ContainerStatus reports them. A created or running container's cgroup is changed first, by libcontainer in a helper
 // (which restores the old limits when the kernel refuses the new ones); an exited container's record only.
 func (s *RuntimeServer) UpdateContainerResources(ctx context.Context, r *runtimeapi.UpdateContainerResourcesRequest) (*runtimeapi.UpdateContainerResourcesResponse, error) {
 	id := r.GetContainerId()
