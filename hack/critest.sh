@@ -26,12 +26,8 @@ own_registry=
 shm_before=$(hack/leaks.sh shm)
 cleanup() {
   local rc=$?
-  if [ -n "$berthd_pid" ] && kill -0 "$berthd_pid" 2>/dev/null; then
-    kill -TERM "$berthd_pid"; wait "$berthd_pid" 2>/dev/null || true
-  fi
+  stop_test_berthd "$work"
   [ -n "$own_registry" ] && { hack/testbed.sh stop >/dev/null 2>&1 || true; }
-  # berthd makes <state>/pods a shared mount on purpose and leaves it for its next start; it is not a leak.
-  umount "$work/state/pods" 2>/dev/null || true
   # The test network's bridge outlives its last pod (the bridge plugin never deletes it).
   [ -n "$bridge" ] && { ip link delete "$bridge" 2>/dev/null || true; }
   hack/leaks.sh clean "$work" "$shm_before" || rc=1

@@ -35,11 +35,8 @@ cleanup() {
     "${crictl[@]}" stopp "$pod" >/dev/null 2>&1 || true
     "${crictl[@]}" rmp "$pod" >/dev/null 2>&1 || true
   fi
-  if [ -n "$berthd_pid" ] && kill -0 "$berthd_pid" 2>/dev/null; then
-    kill -TERM "$berthd_pid"; wait "$berthd_pid" 2>/dev/null || true
-  fi
+  stop_test_berthd "$work"
   [ -n "$own_registry" ] && stop_registry
-  umount "$work/state/pods" 2>/dev/null || true # berthd's shared mount, kept for its next start
   hack/leaks.sh clean "$work" "$shm_before" || rc=1
   rm -rf "$work"
   [ -n "$result" ] && echo "$result"

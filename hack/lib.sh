@@ -37,3 +37,12 @@ TOML
   echo "berthd does not answer on $berthd_sock, see $log" >&2
   return 1
 }
+
+# stop_test_berthd DIR: stops the berthd start_test_berthd ran on DIR, if it runs, and unmounts DIR/state/pods, the
+# shared mount berthd makes on purpose and keeps for its next start (not a leak).
+stop_test_berthd() {
+  if [ -n "${berthd_pid:-}" ] && kill -0 "$berthd_pid" 2>/dev/null; then
+    kill -TERM "$berthd_pid"; wait "$berthd_pid" 2>/dev/null || true
+  fi
+  umount "$1/state/pods" 2>/dev/null || true
+}
