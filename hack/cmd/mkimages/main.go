@@ -15,6 +15,8 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+
+	"github.com/berthcri/berth/hack/cmd/internal/tools"
 )
 
 type options struct {
@@ -43,12 +45,7 @@ func main() {
 }
 
 func defaultDynamicBusybox() string {
-	tools := os.Getenv("BERTH_TOOLS")
-	if tools == "" {
-		home, _ := os.UserHomeDir()
-		tools = filepath.Join(home, ".cache", "berth", "tools")
-	}
-	return filepath.Join(tools, "debian-busybox", "bin", "busybox")
+	return filepath.Join(tools.Dir(), "debian-busybox", "bin", "busybox")
 }
 
 func run(ctx context.Context, o options) error {

@@ -23,6 +23,8 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/berthcri/berth/hack/cmd/internal/tools"
+
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -49,12 +51,7 @@ func main() {
 }
 
 func defaultCNIDir() string {
-	tools := os.Getenv("BERTH_TOOLS")
-	if tools == "" {
-		home, _ := os.UserHomeDir()
-		tools = filepath.Join(home, ".cache", "berth", "tools")
-	}
-	return filepath.Join(tools, "cni")
+	return filepath.Join(tools.Dir(), "cni")
 }
 
 func run(ctx context.Context, ref string, insecure bool, o options) error {
