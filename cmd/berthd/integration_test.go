@@ -304,3 +304,18 @@ func newPodDaemon(t *testing.T) *daemon {
 	}
 	return d
 }
+
+// runTestPod runs a pod for the test, stopped and removed when the test ends; it returns the pod's id.
+func runTestPod(t *testing.T, rt runtimeapi.RuntimeServiceClient, cfg *runtimeapi.PodSandboxConfig) string {
+	t.Helper()
+	pod, err := rt.RunPodSandbox(ctx(t), &runtimeapi.RunPodSandboxRequest{Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := pod.PodSandboxId
+	t.Cleanup(func() {
+		rt.StopPodSandbox(context.Background(), &runtimeapi.StopPodSandboxRequest{PodSandboxId: id})
+		rt.RemovePodSandbox(context.Background(), &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id})
+	})
+	return id
+}
