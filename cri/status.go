@@ -3,13 +3,11 @@ package cri
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"sync"
-
-	"golang.org/x/sys/unix"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berthcri/berth/internal/kernel"
 )
 
 func (s *RuntimeServer) Status(ctx context.Context, r *runtimeapi.StatusRequest) (*runtimeapi.StatusResponse, error) {
@@ -40,6 +38,11 @@ func (s *RuntimeServer) Status(ctx context.Context, r *runtimeapi.StatusRequest)
 			}
 			info["config"] = string(b)
 		}
+		b, err := json.Marshal(kernelInfo())
+		if err != nil {
+			return nil, fmt.Errorf("encode kernel features: %w", err)
+		}
+		info["kernel"] = string(b)
 		s.mu.Lock()
 		info["podCIDR"] = s.podCIDR
 		s.mu.Unlock()
@@ -50,11 +53,18 @@ func (s *RuntimeServer) Status(ctx context.Context, r *runtimeapi.StatusRequest)
 
 // handlerFeatures are the features of berth's one handler (libcontainer), served as "" and "runc".
 func (s *RuntimeServer) handlerFeatures() *runtimeapi.RuntimeHandlerFeatures {
-	return &runtimeapi.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: hasMountSetattr(), UserNamespaces: s.userNamespaces() == nil}
+	return &runtimeapi.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: kernel.MountSetattr() == nil, UserNamespaces: s.userNamespaces() == nil}
 }
 
-// hasMountSetattr says whether the kernel has mount_setattr(2) (Linux 5.12), which recursive read-only mounts need.
-var hasMountSetattr = sync.OnceValue(func() bool {
-	err := unix.MountSetattr(-1, "", 0, &unix.MountAttr{})
-	return !errors.Is(err, unix.ENOSYS)
-})
+// kernelInfo is the kernel's release and, for each probed feature, why the kernel lacks it ("" when it has it), for
+// an operator reading crictl info.
+func kernelInfo() map[string]any {
+	features := map[string]string{}
+	for _, f := range kernel.Features() {
+		features[f.Name] = ""
+		if f.Err != nil {
+			features[f.Name] = f.Err.Error()
+		}
+	}
+	return map[string]any{"release": kernel.Release(), "features": features}
+}

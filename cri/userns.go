@@ -2,11 +2,13 @@ package cri
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berthcri/berth/image"
+	"github.com/berthcri/berth/internal/kernel"
 	"github.com/berthcri/berth/sandbox"
 )
 
@@ -14,13 +16,17 @@ import (
 var usernsProbes sync.Map // root dir → func() error
 
 // userNamespaces says why pods cannot have their own user namespace on this host; nil when they can. It is probed
-// once: for the pods dir, and for the runtime root (image layers are idmapped there).
+// once: for the pods dir, and for the runtime root (image layers are idmapped there), and overlayfs must stack
+// idmapped layers (lowerdir+ by descriptor, Linux 6.8).
 func (s *RuntimeServer) userNamespaces() error {
 	dir := s.opts.RootDir
 	if dir == "" || s.opts.Sandboxes == nil {
 		return errors.New("no pod runtime")
 	}
 	probe, _ := usernsProbes.LoadOrStore(dir, sync.OnceValue(func() error {
+		if err := kernel.OverlayAppend(); err != nil {
+			return fmt.Errorf("idmapped image layers need %w", err)
+		}
 		return errors.Join(s.opts.Sandboxes.UserNamespaces(), sandbox.ProbeUserNamespaces(dir))
 	}))
 	return probe.(func() error)()

@@ -22,8 +22,7 @@ type IDMap struct {
 }
 
 // MountRootfs mounts a container's root filesystem at target: img's layers as overlayfs lower dirs under the
-// writable upper dir (upper and work are made when missing, on the same filesystem). It uses the new mount API and
-// adds one "lowerdir+" per layer, so deep images never hit the one-page limit of mount(2)'s option string.
+// writable upper dir (upper and work are made when missing, on the same filesystem).
 func (s *Service) MountRootfs(img Image, upper, work, target string) error {
 	return s.MountRootfsMapped(img, upper, work, target, nil)
 }
@@ -45,13 +44,8 @@ func (s *Service) MountRootfsMapped(img Image, upper, work, target string, idmap
 	if err != nil {
 		return fmt.Errorf("rootfs: %w", err)
 	}
-	mfd, err := mountOverlay(lowers, upper, work, idmap, 0)
-	if err != nil {
+	if err := mountOverlay(overlay{lowers: lowers, upper: upper, work: work, idmap: idmap}, target); err != nil {
 		return fmt.Errorf("rootfs: %w", err)
-	}
-	defer unix.Close(mfd)
-	if err := unix.MoveMount(mfd, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
-		return fmt.Errorf("rootfs: mount at %s: %w", target, err)
 	}
 	return nil
 }
@@ -65,37 +59,67 @@ func (s *Service) MountReadOnly(img Image, subPath, target string, idmap *IDMap)
 	if err != nil {
 		return fmt.Errorf("image volume: %w", err)
 	}
-	mfd, err := mountOverlay(lowers, "", "", idmap, unix.MOUNT_ATTR_RDONLY)
-	if err != nil {
+	o := overlay{lowers: lowers, idmap: idmap, readOnly: true}
+	if subPath == "" {
+		if err := makeTarget(target, true); err != nil {
+			return fmt.Errorf("image volume: %w", err)
+		}
+		if err := mountOverlay(o, target); err != nil {
+			return fmt.Errorf("image volume: %w", err)
+		}
+		return nil
+	}
+	if err := mountSubPath(o, img.ID, subPath, target); err != nil {
 		return fmt.Errorf("image volume: %w", err)
 	}
-	defer unix.Close(mfd)
-	tree := mfd
-	if subPath != "" {
-		// The overlay is not attached anywhere: the sub path is resolved inside it and only that subtree is mounted.
-		sub, err := unix.Openat2(mfd, subPath, &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC,
-			Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS})
-		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
-			return fmt.Errorf("image volume: path %q in image %s: %w", subPath, img.ID, errdefs.ErrNotFound)
-		}
-		if err != nil {
-			return fmt.Errorf("image volume: open %q in image %s: %w", subPath, img.ID, err)
-		}
-		defer unix.Close(sub)
-		if tree, err = unix.OpenTree(sub, "", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_EMPTY_PATH); err != nil {
-			return fmt.Errorf("image volume: clone %q of image %s: %w", subPath, img.ID, err)
-		}
-		defer unix.Close(tree)
+	return nil
+}
+
+// mountSubPath mounts subPath of overlay o at target. The overlay is mounted on a staging dir beside target (in
+// berth's private dirs), the sub path resolved inside it, only that subtree cloned and moved to target, and the
+// staging mount detached. (Cloning from an overlay that is not attached anywhere would save the staging mount, but
+// Linux before 6.15 refuses to clone from a detached mount, with EINVAL.)
+func mountSubPath(o overlay, imageID, subPath, target string) error {
+	if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+		return err
 	}
+	staging, err := os.MkdirTemp(filepath.Dir(target), ".staging-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(staging)
+	if err := mountOverlay(o, staging); err != nil {
+		return err
+	}
+	defer unix.Unmount(staging, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW)
+	root, err := unix.Open(staging, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(root)
+	sub, err := unix.Openat2(root, subPath, &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV})
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+		return fmt.Errorf("path %q in image %s: %w", subPath, imageID, errdefs.ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("open %q in image %s: %w", subPath, imageID, err)
+	}
+	defer unix.Close(sub)
+	tree, err := unix.OpenTree(sub, "", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_EMPTY_PATH)
+	if err != nil {
+		return fmt.Errorf("clone %q of image %s: %w", subPath, imageID, err)
+	}
+	defer unix.Close(tree)
 	var st unix.Stat_t
 	if err := unix.Fstat(tree, &st); err != nil {
-		return fmt.Errorf("image volume: %w", err)
+		return err
 	}
 	if err := makeTarget(target, st.Mode&unix.S_IFMT == unix.S_IFDIR); err != nil {
-		return fmt.Errorf("image volume: %w", err)
+		return err
 	}
 	if err := unix.MoveMount(tree, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
-		return fmt.Errorf("image volume: mount at %s: %w", target, err)
+		return fmt.Errorf("mount at %s: %w", target, err)
 	}
 	return nil
 }
@@ -128,79 +152,6 @@ func (s *Service) lowers(img Image, n int) ([]string, error) {
 		}
 	}
 	return lowers, nil
-}
-
-// mountOverlay makes a detached overlayfs mount and returns its fd: lowers (top-most first) under upper and work,
-// or read-only without them; attrs are MOUNT_ATTR_* flags. With idmap each lower dir is added as a detached
-// idmapped clone of it.
-func mountOverlay(lowers []string, upper, work string, idmap *IDMap, attrs int) (int, error) {
-	userns := -1
-	if idmap != nil {
-		fd, err := unix.Open(idmap.UserNS, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return -1, fmt.Errorf("open user namespace: %w", err)
-		}
-		defer unix.Close(fd)
-		userns = fd
-	}
-	fd, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
-	if err != nil {
-		return -1, fmt.Errorf("fsopen overlay: %w", err)
-	}
-	defer unix.Close(fd)
-	set := func(key, value string) error {
-		if err := unix.FsconfigSetString(fd, key, value); err != nil {
-			return fmt.Errorf("overlay option %s=%s: %w", key, value, err)
-		}
-		return nil
-	}
-	for _, l := range lowers {
-		if userns < 0 {
-			if err := set("lowerdir+", l); err != nil {
-				return -1, err
-			}
-			continue
-		}
-		tree, err := addMappedLower(fd, l, userns)
-		if err != nil {
-			return -1, err
-		}
-		// Closing a detached mount's last fd dissolves it: keep it until the overlay has cloned it.
-		defer unix.Close(tree)
-	}
-	if upper != "" {
-		if err := errors.Join(set("upperdir", upper), set("workdir", work)); err != nil {
-			return -1, err
-		}
-	}
-	if err := unix.FsconfigCreate(fd); err != nil {
-		return -1, fmt.Errorf("create overlay: %w", err)
-	}
-	mfd, err := unix.Fsmount(fd, unix.FSMOUNT_CLOEXEC, attrs)
-	if err != nil {
-		return -1, fmt.Errorf("fsmount: %w", err)
-	}
-	return mfd, nil
-}
-
-// addMappedLower adds dir to the overlay being configured on fd as an idmapped lower layer and returns the fd of
-// that layer's detached idmapped mount, to be closed once the overlay is made. overlayfs cannot be idmapped itself
-// (since 5.19 it takes idmapped layers instead).
-func addMappedLower(fd int, dir string, userns int) (int, error) {
-	tree, err := unix.OpenTree(unix.AT_FDCWD, dir, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
-	if err != nil {
-		return -1, fmt.Errorf("clone layer %s: %w", dir, err)
-	}
-	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_IDMAP, Userns_fd: uint64(userns)}
-	if err := unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH, &attr); err != nil {
-		unix.Close(tree)
-		return -1, fmt.Errorf("idmap layer %s: %w", dir, err)
-	}
-	if err := unix.FsconfigSetFd(fd, "lowerdir+", tree); err != nil {
-		unix.Close(tree)
-		return -1, fmt.Errorf("overlay option lowerdir+ (idmapped %s): %w", dir, err)
-	}
-	return tree, nil
 }
 
 // UnmountRootfs unmounts target, a rootfs or an image volume, if something is mounted there. It is idempotent.

@@ -6,24 +6,56 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
 
 	"github.com/berthcri/berth/internal/errdefs"
+	"github.com/berthcri/berth/internal/kernel"
 )
 
-// A 60-layer image mounts (its absolute lower dirs are far past one page of mount options), upper layers win,
-// writes land in the upper dir, and unmounting is idempotent.
-func TestMountRootfsDeep(t *testing.T) {
+// overlayModes runs f with each way berth mounts overlays: the new mount API where the kernel has "lowerdir+"
+// (Linux 6.8), and mount(2)'s option string, which older kernels need. Both run on any kernel that has lowerdir+.
+func overlayModes(t *testing.T, f func(t *testing.T, legacy bool)) {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root")
 	}
+	for _, legacy := range []bool{false, true} {
+		t.Run(map[bool]string{false: "lowerdir+", true: "mount(2)"}[legacy], func(t *testing.T) {
+			if !legacy && kernel.OverlayAppend() != nil {
+				t.Skipf("kernel %s: %v", kernel.Release(), kernel.OverlayAppend())
+			}
+			if legacy {
+				overlayAppend = func() error { return errors.New("no lowerdir+ (test)") }
+				t.Cleanup(func() { overlayAppend = kernel.OverlayAppend })
+			}
+			f(t, legacy)
+		})
+	}
+}
+
+// Deep images mount: 60 layers whose absolute lower dirs are far past one page of mount options, and 400 (near
+// overlayfs's limit of 500), which mount(2) takes only by descriptor; a root dir with a ':' takes that path too.
+// Upper layers win, writes land in the upper dir, and unmounting is idempotent.
+func TestMountRootfsDeep(t *testing.T) {
+	overlayModes(t, func(t *testing.T, legacy bool) {
+		for _, tc := range []struct {
+			layers int
+			dir    string
+		}{{60, "with-a-rather-long-directory-name-to-pad-paths"}, {400, "x"}, {3, "a:b"}} {
+			t.Run(fmt.Sprint(tc.layers, tc.dir), func(t *testing.T) { testMountRootfsDeep(t, tc.layers, tc.dir) })
+		}
+	})
+}
+
+func testMountRootfsDeep(t *testing.T, layers int, dir string) {
 	root := t.TempDir()
-	s := &Service{root: root, snapshots: filepath.Join(root, "snapshots", "with-a-rather-long-directory-name-to-pad-paths")}
+	s := &Service{root: root, snapshots: filepath.Join(root, "snapshots", dir)}
 	var img Image
-	for i := range 60 {
+	for i := range layers {
 		l := Layer{ChainID: digest.FromString(fmt.Sprint(i))}
 		dir := s.snapshotDir(l.ChainID)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -38,10 +70,10 @@ func TestMountRootfsDeep(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { UnmountRootfs(target) })
-	if b, _ := os.ReadFile(filepath.Join(target, "top")); string(b) != "59" {
-		t.Errorf("top = %q, want the top-most layer's 59", b)
+	if b, _ := os.ReadFile(filepath.Join(target, "top")); string(b) != fmt.Sprint(layers-1) {
+		t.Errorf("top = %q, want the top-most layer's %d", b, layers-1)
 	}
-	for _, f := range []string{"layer-0", "layer-59"} {
+	for _, f := range []string{"layer-0", fmt.Sprintf("layer-%d", layers-1)} {
 		if _, err := os.Stat(filepath.Join(target, f)); err != nil {
 			t.Error(err)
 		}
@@ -58,6 +90,29 @@ func TestMountRootfsDeep(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(target, "top")); err == nil {
 		t.Error("still mounted")
 	}
+}
+
+// More layers than one page of descriptors holds: a clear error, nothing mounted.
+func TestMountRootfsTooDeepForMount(t *testing.T) {
+	overlayModes(t, func(t *testing.T, legacy bool) {
+		if !legacy {
+			t.Skip("lowerdir+ has no option string to overflow")
+		}
+		root := t.TempDir()
+		s := &Service{root: root, snapshots: filepath.Join(root, "snapshots")}
+		var img Image
+		for i := range 1500 {
+			l := Layer{ChainID: digest.FromString(fmt.Sprint(i))}
+			os.MkdirAll(s.snapshotDir(l.ChainID), 0o755)
+			img.Layers = append(img.Layers, l)
+		}
+		target := filepath.Join(root, "rootfs")
+		err := s.MountRootfs(img, filepath.Join(root, "upper"), filepath.Join(root, "work"), target)
+		if err == nil || !strings.Contains(err.Error(), "1500 layers do not fit") {
+			UnmountRootfs(target)
+			t.Fatalf("err = %v, want 1500 layers do not fit", err)
+		}
+	})
 }
 
 // userNamespace starts a process in a new user namespace mapping 0-65535 to hostID and returns its namespace file.
@@ -112,15 +167,24 @@ func owner(t *testing.T, path string) (uid, gid uint32) {
 // In a user namespace the layers are idmapped: the image's root files belong to the namespace's root (host id
 // 100000), and the upper dir too, so what the container writes is owned by the ids it runs as.
 func TestMountRootfsMapped(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
-	}
+	overlayModes(t, testMountRootfsMapped)
+}
+
+func testMountRootfsMapped(t *testing.T, legacy bool) {
 	root := t.TempDir()
 	s := &Service{root: root, snapshots: filepath.Join(root, "snapshots")}
 	img := twoLayers(t, s)
 	idmap := &IDMap{UserNS: userNamespace(t, 100000), UID: 100000, GID: 100000}
 	target := filepath.Join(root, "rootfs")
-	if err := s.MountRootfsMapped(img, filepath.Join(root, "upper"), filepath.Join(root, "work"), target, idmap); err != nil {
+	err := s.MountRootfsMapped(img, filepath.Join(root, "upper"), filepath.Join(root, "work"), target, idmap)
+	if legacy {
+		// Without lowerdir+ idmapped layers cannot be stacked: refused, and user namespaces advertised off.
+		if !errors.Is(err, errdefs.ErrFailedPrecondition) {
+			t.Fatalf("err = %v, want FailedPrecondition", err)
+		}
+		return
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { UnmountRootfs(target) })
@@ -139,9 +203,10 @@ func TestMountRootfsMapped(t *testing.T) {
 }
 
 func TestMountReadOnly(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
-	}
+	overlayModes(t, testMountReadOnly)
+}
+
+func testMountReadOnly(t *testing.T, legacy bool) {
 	root := t.TempDir()
 	s := &Service{root: root, snapshots: filepath.Join(root, "snapshots")}
 	img := twoLayers(t, s)
@@ -170,6 +235,12 @@ func TestMountReadOnly(t *testing.T) {
 			i++
 			target := filepath.Join(root, "volumes", fmt.Sprint(i))
 			err := s.MountReadOnly(tc.img, tc.sub, target, tc.idmap)
+			if legacy && tc.idmap != nil {
+				if !errors.Is(err, errdefs.ErrFailedPrecondition) {
+					t.Fatalf("err = %v, want FailedPrecondition", err)
+				}
+				return
+			}
 			if tc.notFound {
 				if !errors.Is(err, errdefs.ErrNotFound) {
 					t.Fatalf("err = %v, want ErrNotFound", err)
@@ -191,5 +262,12 @@ func TestMountReadOnly(t *testing.T) {
 				t.Errorf("write into the volume: %v, want EROFS", err)
 			}
 		})
+	}
+	// Sub paths are cloned from a staging mount, which is gone afterwards, mount and dir.
+	if left, _ := filepath.Glob(filepath.Join(root, "volumes", ".staging-*")); len(left) > 0 {
+		t.Errorf("staging dirs left: %v", left)
+	}
+	if mi, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(mi), ".staging-") {
+		t.Error("a staging mount is left")
 	}
 }

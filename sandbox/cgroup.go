@@ -225,7 +225,8 @@ func cgroupPids(cg cgroups.Manager) ([]int, error) {
 	var pids []int
 	for _, dir := range cg.GetPaths() {
 		ps, err := cgroups.GetAllPids(dir)
-		if errors.Is(err, os.ErrNotExist) {
+		// ENODEV: the cgroup was removed while being read (systemd removes an emptied scope by itself).
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENODEV) {
 			continue
 		}
 		if err != nil {

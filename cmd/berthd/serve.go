@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/opencontainers/cgroups"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -26,6 +27,7 @@ import (
 	"github.com/berthcri/berth/cri"
 	"github.com/berthcri/berth/image"
 	"github.com/berthcri/berth/internal/config"
+	"github.com/berthcri/berth/internal/kernel"
 	"github.com/berthcri/berth/internal/version"
 	"github.com/berthcri/berth/oci"
 	"github.com/berthcri/berth/oci/ctr"
@@ -57,6 +59,11 @@ func serve(cfg config.Config) error {
 		return err
 	}
 	defer os.Remove(cfg.Listen)
+
+	if err := kernel.Required(); err != nil {
+		return err
+	}
+	logKernelFeatures(log)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -111,6 +118,26 @@ func serve(cfg config.Config) error {
 	case err := <-serveErr:
 		return fmt.Errorf("serve %s: %w", cfg.Listen, err)
 	}
+}
+
+// logKernelFeatures logs the kernel and which of the probed features it lacks, with what berth does without them
+// (README.md, "Kernels").
+func logKernelFeatures(log *slog.Logger) {
+	var missing []string
+	for _, f := range kernel.Features() {
+		if f.Err != nil {
+			missing = append(missing, fmt.Sprintf("%s (Linux %s): %v", f.Name, f.Since, f.Err))
+		}
+	}
+	log.Info("kernel", "release", kernel.Release(), "cgroup", cgroupVersion(), "missingFeatures", missing)
+}
+
+// cgroupVersion names the cgroup hierarchy berth works with: "v2" on a pure cgroup2 host, else "v1".
+func cgroupVersion() string {
+	if cgroups.IsCgroup2UnifiedMode() {
+		return "v2"
+	}
+	return "v1"
 }
 
 // newRuntime builds the runtime service over sandbox/ and oci/ and reconciles it with the host.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/cgroups"
+	"golang.org/x/sys/unix"
 )
 
 // Stats are a cgroup's counters, on cgroup v1 and v2 alike.
@@ -112,7 +113,8 @@ func CgroupStats(m cgroups.Manager) (*Stats, error) {
 	}
 	if dir != "" {
 		pids, err := cgroups.GetAllPids(dir)
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
+		// ENODEV: the cgroup was removed while being read.
+		if err != nil && !errors.Is(err, os.ErrNotExist) && !errors.Is(err, unix.ENODEV) {
 			return nil, fmt.Errorf("list processes: %w", err)
 		}
 		s.Pids.Processes = uint64(len(pids))
