@@ -1,7 +1,7 @@
 // Command registry serves an OCI/Docker v2 registry on a loopback address for the test bed.
-// Blobs live on disk (-dir) so big benchmark images do not sit in memory; manifests are kept in
-// memory and re-pushed by hack/cmd/mkimages after a restart (pushing is a cheap no-op for blobs
-// already on disk).
+// Blobs live on disk (-dir) so big benchmark images do not sit in memory; manifests are served from
+// memory and recorded in the same dir (manifests.go), so a restarted registry, or one started on a
+// copy of the dir (hack/vm carries it into node VMs), serves every image pushed before.
 package main
 
 import (
@@ -24,7 +24,7 @@ import (
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:5000", "loopback address to listen on")
-	dir := flag.String("dir", "", "directory holding the blobs (required)")
+	dir := flag.String("dir", "", "directory holding the blobs and the manifest index (required)")
 	verbose := flag.Bool("v", false, "log every request")
 	flag.Parse()
 
@@ -51,12 +51,16 @@ func run(ctx context.Context, addr, dir string, verbose bool) error {
 	if verbose {
 		reqLog = log.New(os.Stderr, "registry: ", log.LstdFlags)
 	}
+	store, err := newManifestStore(dir, h, registry.New(registry.Logger(reqLog), registry.WithBlobHandler(h)))
+	if err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", addr, err)
 	}
 	srv := &http.Server{
-		Handler:           registry.New(registry.Logger(reqLog), registry.WithBlobHandler(h)),
+		Handler:           store,
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	slog.Info("registry listening", "addr", ln.Addr().String(), "dir", dir)
