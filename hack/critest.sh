@@ -3,6 +3,7 @@
 # loopback test-bed registry ("mirror mode": berthd maps the public registry hosts to it, fail-closed).
 # Extra arguments go to critest, e.g. hack/critest.sh -ginkgo.focus='Runtime info' -ginkgo.seed=42
 # Reports (critest.log, report.json, junit.xml, berthd.log) are kept in $BERTH_CRITEST_OUT (default _output/critest).
+# BERTH_CGROUP_DRIVER sets berthd's cgroup_driver (default: the config default, auto).
 # The last line is "critest: N passed, N failed, N skipped"; the exit code is non-zero when a spec failed or the run
 # left something behind.
 set -euo pipefail
@@ -14,7 +15,10 @@ rm -f "$out"/{critest.log,report.json,junit.xml,berthd.log}
 
 tools=$(hack/tools.sh)
 source hack/lib.sh
-make --no-print-directory build >/dev/null
+# BERTH_PREBUILT=1 (a node VM, hack/vm): bin/ and the tools are already there and there is no Go toolchain.
+if [ -z "${BERTH_PREBUILT:-}" ]; then
+  make --no-print-directory build >/dev/null
+fi
 work=$(mktemp -d /tmp/berth-critest.XXXXXX)
 # Pods with their own user namespace run as ids that must reach the pod dirs below (berthd advertises them only then).
 chmod 711 "$work"

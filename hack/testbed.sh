@@ -7,8 +7,12 @@
 #        hack/testbed.sh stop                                  stop the registry, remove the /etc/hosts block
 #        hack/testbed.sh env                                   print shell exports describing the test bed
 #        hack/testbed.sh mirrors-toml                          print the berth config drop-in mapping the hosts
+#        hack/testbed.sh export DIR [mkimages flags]           fill DIR with the images (DIR/blobs, DIR/images.txt)
+#                                                              through a private registry, for a test bed elsewhere
 # Environment: BERTH_REGISTRY_PORT (5000), BERTH_TESTBED_DIR (/tmp/berth-testbed),
-#              BERTH_TOOLS (~/.cache/berth/tools; hack/install-deps.sh puts Debian's dynamic busybox there)
+#              BERTH_TOOLS (~/.cache/berth/tools; hack/install-deps.sh puts Debian's dynamic busybox there),
+#              BERTH_PREBUILT=1: no Go toolchain (a node VM): start serves the images an export put in
+#              BERTH_TESTBED_DIR with BERTH_TOOLS/bin/berth-registry, and builds and pushes nothing
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -33,7 +37,7 @@ die() { echo "testbed: $*" >&2; exit 1; }
 # registry_pid prints the pid of the registry started from our pid file, if it still runs.
 registry_pid() {
   local pid
-  pid=$(cat "$pidfile" 2>/dev/null) || return 1
+  pid=$(cat "${pidfile:?}" 2>/dev/null) || return 1
   [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
   tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "^$registry_bin " || return 1
   echo "$pid"
@@ -59,37 +63,90 @@ add_hosts_block() {
   { echo "$hosts_begin"; printf '127.0.0.1 %s\n' "${safety_net_hosts[@]}"; echo "$hosts_end"; } >>/etc/hosts
 }
 
-start() {
-  [ -w /etc/hosts ] || die "must run as root (edits /etc/hosts)"
-  [ -x "$dynamic_busybox" ] || die "$dynamic_busybox missing: run hack/install-deps.sh"
-  mkdir -p "$dir" "$tools/bin"
-  (cd "$root" && go build -o "$registry_bin" ./hack/cmd/registry && go build -o "$mkimages_bin" ./hack/cmd/mkimages) \
+build_tools() {
+  mkdir -p "$tools/bin"
+  # Static: the registry also serves inside node VMs (hack/vm) with an older glibc.
+  (cd "$root" && CGO_ENABLED=0 go build -o "$registry_bin" ./hack/cmd/registry && go build -o "$mkimages_bin" ./hack/cmd/mkimages) \
     || die "build failed"
+}
 
-  local pid
-  if ! pid=$(registry_pid); then
-    setsid "$registry_bin" -addr "$addr" -dir "$dir/blobs" >>"$dir/registry.log" 2>&1 </dev/null &
+# serve_registry ADDR BLOBDIR PIDFILE LOG: starts the registry unless the one in PIDFILE runs, and waits until it
+# answers. Prints its pid.
+serve_registry() {
+  local addr=$1 blobs=$2 pidf=$3 log=$4 pid i
+  if ! pid=$(pidfile=$pidf registry_pid); then
+    setsid "$registry_bin" -addr "$addr" -dir "$blobs" >>"$log" 2>&1 </dev/null &
     pid=$!
-    echo "$pid" >"$pidfile"
+    echo "$pid" >"$pidf"
   fi
-  local i
   for i in $(seq 100); do
-    kill -0 "$pid" 2>/dev/null || die "registry exited; see $dir/registry.log: $(tail -n 3 "$dir/registry.log")"
+    kill -0 "$pid" 2>/dev/null || die "registry exited; see $log: $(tail -n 3 "$log")"
     curl -sf -o /dev/null "http://$addr/v2/" && break
     [ "$i" -lt 100 ] || die "registry did not answer on http://$addr/v2/"
     sleep 0.1
   done
   # Something else may hold the port: then our registry has exited by now.
-  kill -0 "$pid" 2>/dev/null || die "registry exited; see $dir/registry.log: $(tail -n 3 "$dir/registry.log")"
+  kill -0 "$pid" 2>/dev/null || die "registry exited; see $log: $(tail -n 3 "$log")"
+  echo "$pid"
+}
 
-  if ! (cd "$root" && "$mkimages_bin" -registry "$addr" -busybox-dynamic "$dynamic_busybox" "$@") >"$dir/images.txt" 2>"$dir/mkimages.log"; then
-    cat "$dir/mkimages.log" >&2
+# push_images ADDR OUTDIR [mkimages flags]: builds the images and pushes what the registry at ADDR lacks.
+push_images() {
+  local addr=$1 out=$2
+  shift 2
+  [ -x "$dynamic_busybox" ] || die "$dynamic_busybox missing: run hack/install-deps.sh"
+  if ! (cd "$root" && "$mkimages_bin" -registry "$addr" -busybox-dynamic "$dynamic_busybox" "$@") >"$out/images.txt" 2>"$out/mkimages.log"; then
+    cat "$out/mkimages.log" >&2
     die "mkimages failed"
+  fi
+}
+
+start() {
+  [ -w /etc/hosts ] || die "must run as root (edits /etc/hosts)"
+  mkdir -p "$dir"
+  local pid
+  if [ -n "${BERTH_PREBUILT:-}" ]; then
+    [ -f "$dir/blobs/manifests.json" ] || die "no images in $dir/blobs: fill it with hack/testbed.sh export"
+    pid=$(serve_registry "$addr" "$dir/blobs" "$pidfile" "$dir/registry.log")
+  else
+    build_tools
+    pid=$(serve_registry "$addr" "$dir/blobs" "$pidfile" "$dir/registry.log")
+    push_images "$addr" "$dir" "$@"
   fi
   add_hosts_block
   mirrors_toml >"$dir/registry-mirrors.toml"
   echo "testbed: registry http://$addr (pid $pid): $(wc -l <"$dir/images.txt") tags," \
     "$(grep -cv ' unchanged$' "$dir/images.txt" || true) pushed or tagged; digests in $dir/images.txt"
+}
+
+# export DIR: the registry's dir is all a test bed needs (it keeps its manifests), so a private registry on a free
+# loopback port fills DIR, and a registry elsewhere (a node VM) serves it as it is.
+export_dir() {
+  local out=${1:?usage: $0 export DIR [mkimages flags]}
+  shift
+  mkdir -p "$out/blobs"
+  # One export at a time per dir (two node VM runs may share it).
+  exec 8>"$out/export.lock"
+  flock -w 600 8 || die "another export into $out has held it for 10 minutes"
+  build_tools
+  local port pid= try
+  for try in $(seq 20); do
+    port=$(shuf -i 20000-29999 -n 1)
+    curl -s -o /dev/null "http://127.0.0.1:$port/" && continue # taken
+    pid=$(serve_registry "127.0.0.1:$port" "$out/blobs" "$out/registry.pid" "$out/registry.log" 2>/dev/null) && break
+    pid=
+  done
+  [ -n "$pid" ] || die "no free loopback port for the export registry; see $out/registry.log"
+  local rc=0
+  (push_images "127.0.0.1:$port" "$out" "$@") || rc=$?
+  kill -TERM "$pid" 2>/dev/null
+  for try in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  rm -f "$out/registry.pid"
+  [ "$rc" -eq 0 ] || exit "$rc"
+  # The digests do not depend on the registry's address; the names in images.txt do: name them as served later.
+  sed -i "s#^127.0.0.1:$port/#$addr/#" "$out/images.txt"
+  echo "testbed: exported $(wc -l <"$out/images.txt") tags to $out"
 }
 
 stop() {
@@ -123,5 +180,6 @@ case "$cmd" in
   stop) stop ;;
   env) env_exports ;;
   mirrors-toml) mirrors_toml ;;
-  *) die "usage: $0 start [mkimages flags]|stop|env|mirrors-toml" ;;
+  export) export_dir "$@" ;;
+  *) die "usage: $0 start [mkimages flags]|stop|env|mirrors-toml|export DIR [mkimages flags]" ;;
 esac

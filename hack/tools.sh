@@ -1,11 +1,21 @@
 #!/usr/bin/env bash
 # Builds the test tools from the Go module proxy into a cache dir, once:
-# critest and crictl (sigs.k8s.io/cri-tools), the CNI plugins (go.mod tool entries).
+# critest and crictl (sigs.k8s.io/cri-tools), the CNI plugins (go.mod tool entries). All static (CGO_ENABLED=0,
+# as their upstream releases are), so they also run on older nodes (hack/vm: Debian 11's glibc 2.31).
 # Usage: hack/tools.sh [DIR]   (default: $BERTH_TOOLS or ~/.cache/berth/tools)
+# With BERTH_PREBUILT=1 (a node VM, no Go toolchain) it builds nothing and checks that DIR holds the tools.
 set -euo pipefail
 CRI_TOOLS_VERSION=v1.37.0
+export CGO_ENABLED=0
 root=$(cd "$(dirname "$0")/.." && pwd)
 dir=${1:-${BERTH_TOOLS:-$HOME/.cache/berth/tools}}
+if [ -n "${BERTH_PREBUILT:-}" ]; then
+  for f in bin/critest bin/crictl cni/bridge cni/host-local cni/loopback cni/portmap; do
+    [ -x "$dir/$f" ] || { echo "tools: BERTH_PREBUILT set but $dir/$f is missing" >&2; exit 1; }
+  done
+  echo "$dir"
+  exit 0
+fi
 mkdir -p "$dir/bin" "$dir/cni"
 
 build_cri_tools() {
@@ -23,13 +33,17 @@ build_cri_tools() {
   echo "$CRI_TOOLS_VERSION" > "$dir/bin/.cri-tools-version"
 }
 
-if [ "$(cat "$dir/bin/.cri-tools-version" 2>/dev/null)" != "$CRI_TOOLS_VERSION" ]; then
+# static FILE: no ELF interpreter, which a dynamic executable names in its first page. A cache built before the
+# tools were static (or by an older checkout sharing it) is rebuilt.
+static() { [ -f "$1" ] && ! head -c 4096 "$1" | grep -qa 'ld-linux'; }
+
+if [ "$(cat "$dir/bin/.cri-tools-version" 2>/dev/null)" != "$CRI_TOOLS_VERSION" ] || ! static "$dir/bin/critest"; then
   echo "tools: building critest and crictl $CRI_TOOLS_VERSION" >&2
   build_cri_tools
 fi
 
 plugins_version=$(cd "$root" && go list -m -f '{{.Version}}' github.com/containernetworking/plugins)
-if [ "$(cat "$dir/cni/.version" 2>/dev/null)" != "$plugins_version" ]; then
+if [ "$(cat "$dir/cni/.version" 2>/dev/null)" != "$plugins_version" ] || ! static "$dir/cni/bridge"; then
   echo "tools: building CNI plugins $plugins_version" >&2
   (cd "$root" && go build -o "$dir/cni/" \
      -ldflags "-X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=$plugins_version" tool)
