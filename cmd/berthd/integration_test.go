@@ -25,6 +25,16 @@ import (
 var berthdBin string
 
 func TestMain(m *testing.M) {
+	// A node VM has no Go toolchain: hack/vm ships berthd and berth-monitor from make build.
+	if dir := os.Getenv("BERTH_TEST_BIN_DIR"); dir != "" {
+		berthdBin = filepath.Join(dir, "berthd")
+		for _, b := range []string{berthdBin, filepath.Join(dir, "berth-monitor")} {
+			if _, err := os.Stat(b); err != nil {
+				panic(fmt.Sprintf("BERTH_TEST_BIN_DIR: %v", err))
+			}
+		}
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "berthd-bin")
 	if err != nil {
 		panic(err)
@@ -54,8 +64,14 @@ func newDaemon(t *testing.T, extraConfig string) *daemon {
 	t.Helper()
 	dir := t.TempDir()
 	d := &daemon{dir: dir, config: filepath.Join(dir, "berth.toml"), socket: filepath.Join(dir, "berth.sock")}
-	conf := fmt.Sprintf("root_dir = %q\nstate_dir = %q\nlisten = %q\n[cni]\nconf_dir = %q\n%s", filepath.Join(dir, "root"),
-		filepath.Join(dir, "state"), d.socket, filepath.Join(dir, "net.d"), extraConfig)
+	// BERTH_TEST_CGROUP_DRIVER (hack/integration.sh's BERTH_CGROUP_DRIVER): node VMs run systemd as PID 1, where
+	// "auto" would pick the systemd driver, and test the cgroupfs driver on cgroup v2.
+	driver := ""
+	if d := os.Getenv("BERTH_TEST_CGROUP_DRIVER"); d != "" {
+		driver = fmt.Sprintf("cgroup_driver = %q\n", d)
+	}
+	conf := fmt.Sprintf("root_dir = %q\nstate_dir = %q\nlisten = %q\n%s[cni]\nconf_dir = %q\n%s", filepath.Join(dir, "root"),
+		filepath.Join(dir, "state"), d.socket, driver, filepath.Join(dir, "net.d"), extraConfig)
 	if err := os.WriteFile(d.config, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -208,12 +208,22 @@ func checkNoLeaks(t *testing.T, d *daemon) {
 			t.Errorf("process left: %s: %q", p, b)
 		}
 	}
-	// berth made the pods' cgroup parent, so it removes it with the last pod.
-	for _, ctl := range []string{"memory", "cpu", "pids", "unified"} {
-		if _, err := os.Stat(filepath.Join("/sys/fs/cgroup", ctl, testCgroupParent)); err == nil {
-			t.Errorf("cgroup left: /sys/fs/cgroup/%s%s", ctl, testCgroupParent)
+	// berth made the pods' cgroup parent, so it removes it with the last pod: in each v1 hierarchy, or in the one
+	// cgroup2 tree (cgroup.controllers at the top: a pure cgroup v2 host, such as the node VMs).
+	dirs := []string{"memory", "cpu", "pids", "unified"}
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+		dirs = []string{""}
+	}
+	for _, ctl := range dirs {
+		if p := filepath.Join("/sys/fs/cgroup", ctl, testCgroupParent); exists(p) {
+			t.Errorf("cgroup left: %s", p)
 		}
 	}
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 func fileSize(path string) int64 {
