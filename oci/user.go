@@ -2,24 +2,22 @@ package oci
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"math"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/berthcri/berth/internal/errdefs"
 )
 
 // ResolveUser works out the user, primary group and supplementary groups of a container's first process, as
-// containerd does, reading /etc/passwd and /etc/group inside rootfs (never through a symlink out of it):
+// containerd does, reading /etc/passwd and /etc/group inside rootfs (symlinks resolved inside it, only regular files opened):
 //
 //   - run_as_username, else run_as_user, else the image's USER ("name", "uid", "name:group", "uid:gid"), else
 //     root; run_as_group replaces the group and needs one of the first two;
@@ -185,11 +183,11 @@ func (db *userDB) groupByName(name string) (groupEntry, bool) {
 const maxUserFile = 16 << 20
 
 func openUserDB(rootfs string) (*userDB, error) {
-	root, err := os.OpenRoot(rootfs)
+	root, err := unix.Open(rootfs, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("open rootfs: %w", err)
+		return nil, fmt.Errorf("open rootfs: %w", &os.PathError{Op: "open", Path: rootfs, Err: err})
 	}
-	defer root.Close()
+	defer unix.Close(root)
 	db := &userDB{}
 	err = readUserFile(root, "etc/passwd", func(f []string) {
 		if len(f) < 4 {
@@ -225,19 +223,12 @@ func openUserDB(rootfs string) (*userDB, error) {
 }
 
 // readUserFile calls fn with the colon-separated fields of each entry of a passwd-style file.
-func readUserFile(root *os.Root, name string, fn func([]string)) error {
-	// O_NONBLOCK: an image could make the file a FIFO, which would block a plain open forever.
-	f, err := root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("open image's /%s: %w", name, err)
+func readUserFile(root int, name string, fn func([]string)) error {
+	f, err := openUserFile(root, name)
+	if err != nil || f == nil {
+		return err
 	}
 	defer f.Close()
-	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
-		return errdefs.FailedPrecondition("image's /%s is not a regular file", name)
-	}
 	s := bufio.NewScanner(io.LimitReader(f, maxUserFile))
 	s.Buffer(make([]byte, 4096), maxUserFile)
 	for s.Scan() {
@@ -251,4 +242,42 @@ func readUserFile(root *os.Root, name string, fn func([]string)) error {
 		return fmt.Errorf("read image's /%s: %w", name, err)
 	}
 	return nil
+}
+
+// openUserFile opens name inside the rootfs for reading, nil when the image has no such file. It is resolved as
+// the container would see it: symlinks, absolute or relative, stay inside the rootfs as in a chroot (openat2
+// RESOLVE_IN_ROOT), with no /proc magic links and no mount crossings. berthd is root on the host, and opening a
+// device node can do things (a watchdog starts, a tape rewinds, a FIFO blocks), so the file is first opened O_PATH,
+// which opens nothing, and reopened for reading, through its /proc/self/fd link to that very inode, only when it is
+// a regular file.
+func openUserFile(root int, name string) (*os.File, error) {
+	how := unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV}
+	var fd int
+	var err error
+	for range 16 {
+		// EAGAIN: a concurrent rename or mount somewhere on the host made the kernel give up; try again.
+		if fd, err = unix.Openat2(root, name, &how); err != unix.EAGAIN {
+			break
+		}
+	}
+	switch {
+	case err == unix.ENOENT || err == unix.ENOTDIR:
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("open image's /%s: %w", name, err)
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, fmt.Errorf("stat image's /%s: %w", name, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil, errdefs.FailedPrecondition("image's /%s is not a regular file (mode %#o)", name, st.Mode)
+	}
+	rfd, err := unix.Open("/proc/self/fd/"+strconv.Itoa(fd), unix.O_RDONLY|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open image's /%s: %w", name, err)
+	}
+	return os.NewFile(uintptr(rfd), "/"+name), nil
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/berthcri/berth/internal/errdefs"
 )
@@ -165,5 +166,106 @@ func TestResolveUserFIFO(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("ResolveUser blocked on a FIFO /etc/passwd")
+	}
+}
+
+// TestResolveUserOpensOnlyRegularFiles: a node other than a regular file at /etc/passwd or /etc/group is refused
+// without being opened (on the host, by root: opening a device can have effects, e.g. a watchdog's). inotify sees
+// every real open of the node; the O_PATH open that lets berth look at it first is not one.
+func TestResolveUserOpensOnlyRegularFiles(t *testing.T) {
+	for name, tc := range map[string]struct {
+		make func(t *testing.T, p string)
+		root bool
+	}{
+		"fifo": {make: func(t *testing.T, p string) {
+			if err := syscall.Mkfifo(p, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		"character device": {root: true, make: func(t *testing.T, p string) {
+			if err := syscall.Mknod(p, syscall.S_IFCHR|0o644, int(unix.Mkdev(1, 3))); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		"directory": {make: func(t *testing.T, p string) {
+			if err := os.Mkdir(p, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}},
+	} {
+		for _, file := range []string{"etc/passwd", "etc/group"} {
+			for _, via := range []string{"", " through an absolute symlink"} {
+				t.Run(name+" at /"+file+via, func(t *testing.T) {
+					if tc.root && os.Geteuid() != 0 {
+						t.Skip("mknod needs root")
+					}
+					rootfs := testRootfs(t, map[string]string{"etc/passwd": testPasswd, "etc/group": testGroup})
+					node := filepath.Join(rootfs, file)
+					if err := os.Remove(node); err != nil {
+						t.Fatal(err)
+					}
+					if via != "" {
+						if err := os.Symlink("/srv/node", node); err != nil {
+							t.Fatal(err)
+						}
+						node = filepath.Join(rootfs, "srv/node")
+						if err := os.Mkdir(filepath.Dir(node), 0o755); err != nil {
+							t.Fatal(err)
+						}
+					}
+					tc.make(t, node)
+					in, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer unix.Close(in)
+					if _, err := unix.InotifyAddWatch(in, node, unix.IN_OPEN); err != nil {
+						t.Fatal(err)
+					}
+					_, err = ResolveUser(rootfs, "", &LinuxContainerSecurityContext{RunAsUsername: "www-data"})
+					if !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "not a regular file") {
+						t.Errorf("err = %v, want FailedPrecondition: not a regular file", err)
+					}
+					buf := make([]byte, 4096)
+					if n, _ := unix.Read(in, buf); n > 0 {
+						t.Errorf("ResolveUser opened the %s at /%s%s before refusing it", name, file, via)
+					}
+				})
+			}
+		}
+	}
+}
+
+// TestResolveUserSymlinks: /etc/passwd and /etc/group may be symlinks, absolute or relative; they resolve inside
+// the image as they would in the container, whatever their "..".
+func TestResolveUserSymlinks(t *testing.T) {
+	for name, target := range map[string]string{
+		"absolute":                 "/usr/lib/db/passwd",
+		"relative":                 "../usr/lib/db/passwd",
+		"relative past the root":   "../../../../../../usr/lib/db/passwd",
+		"through a directory link": "/lib/db/passwd",
+	} {
+		t.Run(name, func(t *testing.T) {
+			rootfs := testRootfs(t, map[string]string{"usr/lib/db/passwd": testPasswd, "usr/lib/db/group": testGroup})
+			mustSymlink := func(target, p string) {
+				t.Helper()
+				if err := os.MkdirAll(filepath.Dir(filepath.Join(rootfs, p)), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Symlink(target, filepath.Join(rootfs, p)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			mustSymlink("/usr/lib", "lib")
+			mustSymlink(target, "etc/passwd")
+			mustSymlink(strings.TrimSuffix(target, "passwd")+"group", "etc/group")
+			u, err := ResolveUser(rootfs, "", &LinuxContainerSecurityContext{RunAsUsername: "default-user"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if u.UID != 1000 || u.GID != 1000 || !slices.Equal(u.AdditionalGids, []uint32{1000, 50000}) {
+				t.Errorf("got %+v, want uid 1000, gid 1000, groups [1000 50000]", u)
+			}
+		})
 	}
 }
