@@ -53,13 +53,18 @@ func (s *Service) unhold(r refs, failed bool) {
 
 // Remove removes the image ref names (id, id prefix, tag or digest) with all its tags. Its content is freed
 // before Remove returns unless a container uses the image; then the image is hidden at once and freed when the
-// last container releases it. An unknown image is errdefs.ErrNotFound.
+// last container releases it. An unknown image is errdefs.ErrNotFound; a pinned one (pinned_images, the sandbox
+// image), by whichever name, is errdefs.ErrFailedPrecondition and stays.
 func (s *Service) Remove(ref string) error {
 	s.mu.Lock()
 	r, err := s.find(ref)
 	if err != nil {
 		s.mu.Unlock()
 		return err
+	}
+	if name := s.pinnedAs(r); name != "" {
+		s.mu.Unlock()
+		return errdefs.FailedPrecondition("image %s (%s) is pinned (pinned_images or sandbox_image): not removed", name, r.ID)
 	}
 	var trash []string
 	if len(r.Users) > 0 {

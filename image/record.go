@@ -82,16 +82,16 @@ func (s *Service) toImage(r record) Image {
 	}
 }
 
-func (s *Service) isPinned(r record) bool {
-	if s.pinned[r.ID] {
-		return true
-	}
-	for _, n := range slices.Concat(r.RepoTags, r.RepoDigests) {
+func (s *Service) isPinned(r record) bool { return s.pinnedAs(r) != "" }
+
+// pinnedAs returns the name under which r is pinned, "" when it is not.
+func (s *Service) pinnedAs(r record) string {
+	for _, n := range slices.Concat(r.RepoTags, r.RepoDigests, []string{r.ID}) {
 		if s.pinned[n] {
-			return true
+			return n
 		}
 	}
-	return false
+	return ""
 }
 
 // chainIDs computes the chain id of each layer from the diff ids: the first layer's is its diff id, each next

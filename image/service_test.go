@@ -484,3 +484,38 @@ func TestPinned(t *testing.T) {
 		}
 	}
 }
+
+// TestRemovePinned: pinned images (pinned_images and the sandbox image) cannot be removed, by any of their names.
+func TestRemovePinned(t *testing.T) {
+	reg := newTestRegistry(t)
+	pinnedRef := reg.push(t, "pinned/app:1", randomImage(t, 1))
+	sandboxRef := reg.push(t, "pause/app:3", randomImage(t, 1))
+	otherRef := reg.push(t, "other/app:1", randomImage(t, 1))
+	s, err := New(context.Background(), Options{RootDir: t.TempDir(), Pinned: []string{pinnedRef, sandboxRef}, Logger: testLogger(t),
+		Registry: config.RegistryConfig{MaxConcurrentDownloads: 1, PullProgressTimeout: config.Duration{Duration: time.Minute}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	imgs := map[string]Image{}
+	for _, r := range []string{pinnedRef, sandboxRef, otherRef} {
+		if imgs[r], err = s.Pull(context.Background(), r, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, r := range []string{pinnedRef, sandboxRef} {
+		img := imgs[r]
+		for _, name := range []string{r, img.ID, img.RepoDigests[0], strings.TrimPrefix(img.ID, "sha256:")[:12]} {
+			err := s.Remove(name)
+			if !errors.Is(err, errdefs.ErrFailedPrecondition) || !strings.Contains(err.Error(), "pinned") ||
+				!strings.Contains(err.Error(), r) {
+				t.Errorf("Remove(%s) = %v, want failed precondition: %s is pinned", name, err, r)
+			}
+		}
+		if _, err := s.Status(img.ID); err != nil {
+			t.Errorf("pinned image %s gone: %v", r, err)
+		}
+	}
+	if err := s.Remove(otherRef); err != nil {
+		t.Errorf("Remove of an image that is not pinned: %v", err)
+	}
+}
