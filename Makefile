@@ -13,8 +13,10 @@ MONITOR_B := -tags seccomp,netgo,osusergo -trimpath -ldflags "-s -w -extldflags 
 PREFIX    ?= /usr/local
 TOOLS     ?= $(HOME)/.cache/berth/tools
 CNI_BIN   ?= /opt/cni/bin
+# Node VMs test-vm boots (hack/vm/run.sh), each running critest and the kill -9 recovery tests.
+VM_NODES  ?= debian12 debian11
 
-.PHONY: all build installer install run deps test unit integration critest installer-e2e fuzz bench lint clean
+.PHONY: all build installer install run deps test unit integration critest installer-e2e test-vm fuzz bench lint clean
 
 all: build
 
@@ -45,7 +47,7 @@ run: deps install
 	hack/install-cni.sh "$(CNI_BIN)" /etc/cni/net.d
 	$(PREFIX)/bin/berthd
 
-test: deps lint unit integration fuzz installer-e2e critest
+test: deps lint unit integration fuzz installer-e2e critest test-vm
 
 unit:
 	$(GO) test -race -count=1 ./...
@@ -58,6 +60,11 @@ critest:
 
 installer-e2e:
 	hack/installer-e2e.sh
+
+# test-vm: critest and the recovery tests on real node OSes under qemu (kernel 6.1 and 5.10, systemd, cgroup v2);
+# one critest line per node. A single node, a focused run: hack/vm/run.sh debian12 -ginkgo.focus='Runtime info'.
+test-vm:
+	BERTH_VM_NODES="$(VM_NODES)" hack/vm/run.sh all
 
 fuzz:
 	hack/fuzz.sh

@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# The node VM test bed: boots a real node OS (Debian's kernel and systemd, pure cgroup v2, no network device) under
+# qemu and runs berth's critest suite and kill -9 recovery tests in it, with the binaries built here.
+#
+# Usage: hack/vm/run.sh NODE [critest flags...]     NODE: debian12 (kernel 6.1, systemd 252)
+#                                                         debian11 (kernel 5.10, systemd 247)
+#        hack/vm/run.sh all [critest flags...]      every node in turn (make test-vm); one critest line per node
+#
+#   hack/vm/run.sh debian12                                                    the full suite + recovery tests
+#   BERTH_VM_RECOVERY=0 hack/vm/run.sh debian11 -ginkgo.focus='Runtime info'   a quick focused run (~1.5 min)
+#   BERTH_VM_CRITEST=0 hack/vm/run.sh debian12                                 the recovery tests only
+#   hack/vm/run.sh debian12 -ginkgo.focus='basic operations on container' -ginkgo.seed=42
+#
+# Each run rebuilds bin/ (make build), so it tests the working tree as it is. Results land in _output/vm/NODE/:
+# guest.log (the payload's console output), critest.log, report.json, junit.xml, berthd.log, critest.out,
+# recovery.log, dmesg.txt, uname.txt, systemd-version.txt, cgroup-controllers.txt, timings.txt, serial.log (the
+# whole console). The last lines are "critest (NODE): N passed, N failed, N skipped" and the recovery result; the
+# exit code is non-zero when anything failed.
+#
+# Environment: BERTH_VM_RECOVERY=0 skips the recovery tests, BERTH_VM_CRITEST=0 critest; BERTH_VM_TIMEOUT (seconds
+# for one boot, default 3600); BERTH_VM_ACCEL (auto: KVM only where the CPU has vmx/svm, else TCG; tcg; kvm);
+# BERTH_VM_CACHE (~/.cache/berth/vm: images by input hash, the test registry's dir); BERTH_VM_MIRROR (default: the
+# host's apt sources); BERTH_VM_NODES (the nodes of "all", default "debian12 debian11").
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+source hack/vm/lib.sh
+
+[ $# -ge 1 ] || { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2; exit 2; }
+node=$1
+shift
+
+if [ "$node" = all ]; then
+  lines=() rc=0
+  for n in ${BERTH_VM_NODES:-debian12 debian11}; do
+    "$0" "$n" "$@" || rc=1
+    lines+=("$(cat "_output/vm/$n/result.txt" 2>/dev/null || echo "critest ($n): no result")") # and its recovery line
+  done
+  printf '%s\n' "${lines[@]}"
+  exit "$rc"
+fi
+
+case "$node" in debian12 | debian11) ;; *) vm_die "unknown node $node (debian12, debian11, all)" ;; esac
+[ "$(id -u)" = 0 ] || vm_die "must run as root"
+recovery=${BERTH_VM_RECOVERY:-1}
+critest=${BERTH_VM_CRITEST:-1}
+limit=${BERTH_VM_TIMEOUT:-3600}
+out=$root/_output/vm/$node
+rm -rf "$out"
+mkdir -p "$out"
+work=$(mktemp -d /tmp/berth-vm.XXXXXX)
+vm_qemu_pid=
+cleanup() {
+  local rc=$?
+  vm_kill_qemu
+  rm -rf "$work"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+t_start=$SECONDS
+timeout 1800 hack/install-deps.sh
+image=$(hack/vm/image.sh "$node")
+t_image=$SECONDS
+
+# The payload: what the guest runs, all prebuilt here (the guest has no Go toolchain).
+p=$work/payload
+mkdir -p "$p/berth/bin" "$p/berth/hack" "$p/tools/bin" "$p/tools/cni" "$p/itest" "$p/testbed"
+timeout 900 make --no-print-directory build >/dev/null
+tools=$(timeout 1800 hack/tools.sh)
+# Push on the host into a registry dir of its own (the registry keeps its manifests there), served as it is in the
+# guest: the image builder needs Go and the host's busybox and glibc, which the guest has not.
+timeout 900 hack/testbed.sh export "$(vm_cache)/testbed" >"$work/export.log" 2>&1 || { cat "$work/export.log" >&2; vm_die "testbed export failed"; }
+if [ "$recovery" = 1 ]; then
+  # Static: bullseye's glibc (2.31) is older than the host's.
+  timeout 900 env CGO_ENABLED=1 go test -c -tags integration,seccomp,netgo,osusergo -ldflags '-extldflags -static' \
+    -o "$p/itest/berthd.test" ./cmd/berthd
+fi
+cp bin/berthd bin/berth-monitor "$p/berth/bin/"
+cp hack/*.sh hack/critest-skips.txt "$p/berth/hack/"
+cp "$tools/bin/critest" "$tools/bin/crictl" "$p/tools/bin/"
+# The payload's own registry build: the tools dir's is rebuilt by every hack/testbed.sh start, perhaps by another
+# checkout sharing the cache.
+CGO_ENABLED=0 timeout 600 go build -o "$p/tools/bin/berth-registry" ./hack/cmd/registry
+cp "$tools"/cni/* "$p/tools/cni/"
+cp -r "$(vm_cache)/testbed/blobs" "$(vm_cache)/testbed/images.txt" "$p/testbed/"
+cp hack/vm/guest/run.sh "$p/run.sh"
+# Every executable must be static: the nodes' glibc may be older than the host's. A dynamic one names its
+# interpreter in its first page.
+for f in "$p"/berth/bin/* "$p"/tools/bin/* "$p"/tools/cni/* "$p"/itest/*; do
+  [ -f "$f" ] || continue
+  ! head -c 4096 "$f" | grep -qa 'ld-linux' || vm_die "$f is dynamically linked; the payload needs static binaries"
+done
+echo "$((limit - 120))" >"$p/timeout"
+{
+  printf 'node=%q recovery=%q critest=%q\n' "$node" "$recovery" "$critest"
+  printf 'critest_args=('
+  [ $# -eq 0 ] || printf '%q ' "$@"
+  printf ')\n'
+} >"$p/config"
+t_payload=$SECONDS
+
+rc=0
+for accel in $(vm_accel | tr ' ' '_'); do
+  accel=${accel//_/ }
+  # Results go to the same disk: a fresh one per boot.
+  rm -f "$work/share.img"
+  timeout 300 mkfs.ext4 -q -L berth-share -d "$p" "$work/share.img" "$(($(du -sm "$p" | cut -f1) + 2048))M" \
+    >/dev/null 2>&1 || vm_die "mkfs.ext4 of the share disk failed"
+  echo "vm: booting $node ($accel; $(head -1 "$image/info.txt"))" >&2
+  t_boot=$SECONDS
+  rc=0
+  # shellcheck disable=SC2086 # accel is words
+  vm_boot "$image" "$work/share.img" "$out/serial.log" "$limit" $accel || rc=$?
+  t_done=$SECONDS
+  [ "$rc" -ne 0 ] && [ "$vm_why" = kvm ] && continue # a KVM that cannot run this kernel: TCG next
+  break
+done
+
+# Whatever the guest wrote, also after a failure.
+mkdir -p "$work/res"
+timeout 120 debugfs -R "rdump /out $work/res" "$work/share.img" >/dev/null 2>&1 || true
+[ -d "$work/res/out" ] && cp -a "$work/res/out/." "$out/"
+guest_rc=$(cat "$out/exit-code" 2>/dev/null || echo none)
+
+echo "== $node: guest log tail (all in $out) ==" >&2
+tail -n 25 "$out/guest.log" >&2 2>/dev/null || echo "(no guest log)" >&2
+uptime=$(sed -nE 's/^berth-vm: boot unit started, uptime ([0-9.]+)s.*/\1/p' "$out/serial.log" | head -1)
+echo "vm: $node timings: image $((t_image - t_start))s, payload $((t_payload - t_image))s, qemu $((t_done - t_boot))s" \
+  "(boot unit after ${vm_booted_after:-?}s, guest uptime ${uptime:-?}s;" \
+  "$(awk '{printf "%s%s %s", (NR > 1 ? ", " : ""), $1, $2}' "$out/timings.txt" 2>/dev/null))" >&2
+
+result="critest ($node): $(sed 's/^critest: //' "$out/critest-summary.txt" 2>/dev/null || echo "no result")"
+[ "$critest" = 1 ] || result="critest ($node): not run (BERTH_VM_CRITEST=0)"
+recovery_line="recovery ($node): $(sed 's/^recovery: //' "$out/recovery-summary.txt" 2>/dev/null || echo "no result")"
+[ "$recovery" = 1 ] || recovery_line="recovery ($node): not run (BERTH_VM_RECOVERY=0)"
+printf '%s\n' "$result" "$recovery_line" >"$out/result.txt"
+echo "$recovery_line"
+echo "$result"
+[ "$rc" -eq 0 ] && [ "$guest_rc" = 0 ]
