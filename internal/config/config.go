@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -58,6 +60,10 @@ type RegistryConfig struct {
 	MaxConcurrentDownloads int `toml:"max_concurrent_downloads"` // layers fetched at once per pull
 	// PullProgressTimeout cancels a pull that received no bytes for this long.
 	PullProgressTimeout Duration `toml:"pull_progress_timeout"`
+	// Caps against hostile images, checked before anything is buffered or written (see Default for the values).
+	MaxManifestSize Size `toml:"max_manifest_size"` // one manifest or index
+	MaxConfigSize   Size `toml:"max_config_size"`   // the image config
+	MaxUnpackedSize Size `toml:"max_unpacked_size"` // all a pull unpacks: its layers' tar streams and sparse holes
 	// Hosts is keyed by registry host[:port], as in [registry.hosts."registry.k8s.io"]. A host table in a later
 	// file replaces that host's whole entry; other hosts are kept.
 	Hosts map[string]RegistryHost `toml:"hosts"`
@@ -111,6 +117,46 @@ func (d Duration) MarshalText() ([]byte, error) {
 	return []byte(s), nil
 }
 
+// Size is a byte count written in TOML as a string with a binary unit, such as "4MiB" or "64GiB": B, KiB, MiB,
+// GiB or TiB; a bare number (or a TOML integer) is bytes.
+type Size int64
+
+var sizeUnits = []struct {
+	name  string
+	shift uint
+}{{"TiB", 40}, {"GiB", 30}, {"MiB", 20}, {"KiB", 10}, {"B", 0}}
+
+func (s *Size) UnmarshalText(b []byte) error {
+	text := strings.TrimSpace(string(b))
+	num, shift := text, uint(0)
+	for _, u := range sizeUnits {
+		if n, ok := strings.CutSuffix(text, u.name); ok {
+			num, shift = strings.TrimSpace(n), u.shift
+			break
+		}
+	}
+	v, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || v < 0 || v > math.MaxInt64>>shift {
+		return fmt.Errorf("invalid size %q (want e.g. \"4MiB\", \"64GiB\", or bytes)", b)
+	}
+	*s = Size(v << shift)
+	return nil
+}
+
+// MarshalText writes the largest unit that holds the size exactly: "4MiB", "1536KiB", "100B".
+func (s Size) MarshalText() ([]byte, error) {
+	return []byte(s.String()), nil
+}
+
+func (s Size) String() string {
+	for _, u := range sizeUnits {
+		if s != 0 && s%(1<<u.shift) == 0 {
+			return strconv.FormatInt(int64(s)>>u.shift, 10) + u.name
+		}
+	}
+	return strconv.FormatInt(int64(s), 10) + "B"
+}
+
 // Default returns the configuration used for every key that no file sets.
 func Default() Config {
 	return Config{
@@ -130,6 +176,16 @@ func Default() Config {
 		Registry: RegistryConfig{
 			MaxConcurrentDownloads: 3,
 			PullProgressTimeout:    Duration{5 * time.Minute},
+			// 4 MiB: the distribution spec's floor for what registries accept, the limit of the distribution
+			// registry (Docker Hub and most others refuse bigger manifests on push) and CRI-O's (containers/image).
+			MaxManifestSize: 4 << 20,
+			// 8 MiB: configs grow with history, one entry per build step; a 500-layer image with long RUN lines
+			// stays far below. Twice containers/image's 4 MiB, which CRI-O has used for years.
+			MaxConfigSize: 8 << 20,
+			// 64 GiB: above the largest images in common use (CUDA/PyTorch/NGC images unpack to 20-30 GB), and still
+			// what a node's image disk can take. A gzip or zstd layer inflates up to ~1000x, so without a cap a
+			// 64 MiB download may fill any disk. Images that hold models may need more.
+			MaxUnpackedSize: 64 << 30,
 		},
 		Stream: StreamConfig{Address: "127.0.0.1"},
 	}

@@ -57,6 +57,9 @@ func TestDefault(t *testing.T) {
 		"cni.setup_timeout":                 {d.CNI.SetupTimeout.Duration, 2 * time.Minute},
 		"registry.max_concurrent_downloads": {d.Registry.MaxConcurrentDownloads, 3},
 		"registry.pull_progress_timeout":    {d.Registry.PullProgressTimeout.Duration, 5 * time.Minute},
+		"registry.max_manifest_size":        {d.Registry.MaxManifestSize, Size(4 << 20)},
+		"registry.max_config_size":          {d.Registry.MaxConfigSize, Size(8 << 20)},
+		"registry.max_unpacked_size":        {d.Registry.MaxUnpackedSize, Size(64 << 30)},
 		"stream.address":                    {d.Stream.Address, "127.0.0.1"},
 		"stream.port":                       {d.Stream.Port, 0},
 		"metrics.address":                   {d.Metrics.Address, ""},
@@ -154,6 +157,14 @@ func TestLoadErrors(t *testing.T) {
 		"cni timeout":     {dropIn: "[cni]\nsetup_timeout = \"-1m\"", want: []string{"cni.setup_timeout:", "-1m0s is not > 0"}},
 		"downloads":       {dropIn: "[registry]\nmax_concurrent_downloads = 0", want: []string{"registry.max_concurrent_downloads:", "0 is not >= 1"}},
 		"pull progress":   {dropIn: "[registry]\npull_progress_timeout = \"0s\"", want: []string{"registry.pull_progress_timeout:", "not > 0"}},
+		"bad size":        {dropIn: "[registry]\nmax_manifest_size = \"4MB\"", want: []string{"50-x.toml: registry.max_manifest_size", `invalid size "4MB"`}},
+		"negative size":   {dropIn: "[registry]\nmax_config_size = -1", want: []string{"registry.max_config_size", `invalid size "-1"`}},
+		"size overflows":  {dropIn: "[registry]\nmax_unpacked_size = \"9000000TiB\"", want: []string{"registry.max_unpacked_size", "invalid size"}},
+		"manifest cap too small": {dropIn: "[registry]\nmax_manifest_size = \"1KiB\"",
+			want: []string{"50-x.toml: registry.max_manifest_size: 1KiB is less than 4KiB"}},
+		"config cap too small": {dropIn: "[registry]\nmax_config_size = 100", want: []string{"registry.max_config_size: 100B is less than 4KiB"}},
+		"unpacked cap too small": {dropIn: "[registry]\nmax_unpacked_size = \"64KiB\"",
+			want: []string{"registry.max_unpacked_size: 64KiB is less than 1MiB"}},
 		"mirror scheme": {dropIn: "[registry.hosts.\"registry.k8s.io\"]\nmirrors = [\"ftp://m.example\"]",
 			want: []string{`50-x.toml: registry.hosts."registry.k8s.io".mirrors[0]:`, "scheme must be http or https"}},
 		"mirror without scheme": {dropIn: "[registry.hosts.\"r.io\"]\nmirrors = [\"https://ok.example\", \"m.example\"]",
@@ -248,6 +259,9 @@ func TestTOMLRoundTrip(t *testing.T) {
 	full.CNI.BinDirs = []string{"/opt/cni/bin", "/usr/lib/cni"}
 	full.CNI.SetupTimeout = Duration{time.Hour + 30*time.Minute}
 	full.Registry.MaxConcurrentDownloads = 5
+	full.Registry.MaxManifestSize = 1536 << 10
+	full.Registry.MaxConfigSize = 10_000_000
+	full.Registry.MaxUnpackedSize = 2 << 40
 	full.Registry.Hosts = map[string]RegistryHost{
 		"registry.k8s.io": {Mirrors: []string{"https://m.example/v2"}, MirrorsOnly: true, CAFile: "/etc/hostname",
 			Username: "u", Password: `p"w\`},
@@ -291,6 +305,29 @@ func TestDurationText(t *testing.T) {
 		var d Duration
 		if err := d.UnmarshalText(b); err != nil || d.Duration != in {
 			t.Errorf("UnmarshalText(%q) = %v, %v; want %v", b, d.Duration, err, in)
+		}
+	}
+}
+
+func TestSizeText(t *testing.T) {
+	for in, want := range map[string]Size{
+		"4MiB": 4 << 20, "64GiB": 64 << 30, "2TiB": 2 << 40, "1536KiB": 1536 << 10, "100B": 100, "100": 100,
+		" 8 MiB ": 8 << 20, "0": 0,
+	} {
+		var s Size
+		if err := s.UnmarshalText([]byte(in)); err != nil || s != want {
+			t.Errorf("UnmarshalText(%q) = %d, %v; want %d", in, s, err, want)
+		}
+	}
+	for _, bad := range []string{"", "MiB", "4MB", "4 mib", "1.5GiB", "-1", "0x10", "8589934592GiB"} {
+		var s Size
+		if err := s.UnmarshalText([]byte(bad)); err == nil {
+			t.Errorf("UnmarshalText(%q) = %d, want an error", bad, s)
+		}
+	}
+	for in, want := range map[Size]string{4 << 20: "4MiB", 1536 << 10: "1536KiB", 100: "100B", 0: "0B", 1<<30 + 1: "1073741825B"} {
+		if b, _ := in.MarshalText(); string(b) != want {
+			t.Errorf("MarshalText(%d) = %q, want %q", in, b, want)
 		}
 	}
 }

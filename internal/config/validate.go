@@ -63,6 +63,14 @@ func (v *validator) positive(key toml.Key, d Duration) {
 	}
 }
 
+// atLeast: a cap below min would refuse ordinary images (manifests and configs run to kilobytes, the smallest images
+// unpack to hundreds of KiB), so it is a typo rather than a choice.
+func (v *validator) atLeast(key toml.Key, s, min Size) {
+	if s < min {
+		v.fail(key, -1, "%s is less than %s", s, min)
+	}
+}
+
 func (v *validator) readable(key toml.Key, path string) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -112,6 +120,9 @@ func (c *Config) Validate() error {
 		v.fail(toml.Key{"registry", "max_concurrent_downloads"}, -1, "%d is not >= 1", c.Registry.MaxConcurrentDownloads)
 	}
 	v.positive(toml.Key{"registry", "pull_progress_timeout"}, c.Registry.PullProgressTimeout)
+	v.atLeast(toml.Key{"registry", "max_manifest_size"}, c.Registry.MaxManifestSize, 4<<10)
+	v.atLeast(toml.Key{"registry", "max_config_size"}, c.Registry.MaxConfigSize, 4<<10)
+	v.atLeast(toml.Key{"registry", "max_unpacked_size"}, c.Registry.MaxUnpackedSize, 1<<20)
 	for _, host := range slices.Sorted(maps.Keys(c.Registry.Hosts)) {
 		v.registryHost(host, c.Registry.Hosts[host])
 	}
