@@ -26,6 +26,8 @@ type Options struct {
 	// Lowers are the already-unpacked dirs of the layers below this one, top-most first. Used only to resolve a
 	// hard link whose target is not in this layer (the file is copied up). nil = none available.
 	Lowers []string
+	// Limit, when set, bounds what this layer unpacks together with the other layers sharing it.
+	Limit *Limit
 }
 
 // ErrLowerNeeded reports a hard link to a file that is neither in this layer nor in Options.Lowers.
@@ -47,6 +49,11 @@ const (
 // size in bytes (the contents of regular files). It never creates, modifies or reads anything outside dir (nor
 // Lowers for reading). It does not fsync: call Sync once the layer is complete. After the end-of-archive marker
 // r is read to EOF, so a caller hashing the stream sees all of it.
+//
+// ctx is checked between entries and within every buffer of a file's contents, so a deadline stops Apply within
+// milliseconds even while it reads nothing (skipping a sparse file's holes). With Options.Limit, Apply fails with
+// errdefs.ErrResourceExhausted once the layers sharing it have unpacked more than it allows; a layer that fails with
+// ErrLowerNeeded gives back what it took, as it is unpacked again.
 func Apply(ctx context.Context, dir string, r io.Reader, opts Options) (int64, error) {
 	a, err := newApplier(dir, opts)
 	if err != nil {
@@ -54,6 +61,9 @@ func Apply(ctx context.Context, dir string, r io.Reader, opts Options) (int64, e
 	}
 	defer a.close()
 	if err := a.run(ctx, r); err != nil {
+		if errors.Is(err, ErrLowerNeeded) {
+			opts.Limit.give(a.taken)
+		}
 		return 0, fmt.Errorf("unpack layer into %s: %w", dir, err)
 	}
 	return a.size, nil
@@ -61,11 +71,15 @@ func Apply(ctx context.Context, dir string, r io.Reader, opts Options) (int64, e
 
 // applier holds the state of one Apply call; several run in parallel, so nothing here is shared.
 type applier struct {
+	ctx      context.Context
 	root     int // O_PATH fd of dir
 	lowers   []string
 	lowerFDs []int // O_PATH fds of lowers, opened on first use; -1 until then
 	buf      []byte
 	size     int64
+	limit    *Limit
+	taken    int64                       // of limit
+	stream   *ctxReader                  // the tar stream, counting what it delivers
 	dirTimes map[string][2]unix.Timespec // set once all entries are written: creating children changes them
 	copies   map[string]copied           // lower files copied up for hard links, by their path
 
@@ -94,6 +108,7 @@ func newApplier(dir string, opts Options) (*applier, error) {
 	}
 	a := &applier{
 		root:     root,
+		limit:    opts.Limit,
 		lowers:   opts.Lowers,
 		lowerFDs: make([]int, len(opts.Lowers)),
 		dirTimes: make(map[string][2]unix.Timespec),
@@ -121,7 +136,8 @@ func (a *applier) close() {
 }
 
 func (a *applier) run(ctx context.Context, r io.Reader) error {
-	cr := &ctxReader{ctx: ctx, r: r}
+	cr := &ctxReader{ctx: ctx, r: r, a: a}
+	a.ctx, a.stream = ctx, cr
 	tr := tar.NewReader(cr)
 	for {
 		if err := ctx.Err(); err != nil {
@@ -206,17 +222,27 @@ func splitPath(p string) (dir, base string) {
 	return p[:i], p[i+1:]
 }
 
-// ctxReader stops the copy of a large file, not only the loop over entries, once ctx is done.
+// ctxReader stops reading the tar stream once ctx is done, and counts what it delivers (headers, contents, padding:
+// everything decompression produced) against the limit.
 type ctxReader struct {
 	ctx context.Context
 	r   io.Reader
+	a   *applier
+	n   int64 // bytes delivered
 }
 
 func (c *ctxReader) Read(p []byte) (int, error) {
 	if err := c.ctx.Err(); err != nil {
 		return 0, err
 	}
-	return c.r.Read(p)
+	n, err := c.r.Read(p)
+	// Bytes over the limit are not delivered: io.ReadFull, as archive/tar uses it, drops an error that comes
+	// with a full read.
+	if lerr := c.a.take(int64(n)); lerr != nil {
+		return 0, lerr
+	}
+	c.n += int64(n)
+	return n, err
 }
 
 // Sync flushes the filesystem holding dir (syncfs): one call per unpacked layer instead of an fsync per file.

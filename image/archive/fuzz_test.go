@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/berthcri/berth/internal/errdefs"
 )
 
 // FuzzApply checks that no layer makes Apply panic or touch anything outside the layer dir: neither the sandbox
@@ -23,6 +25,7 @@ func FuzzApply(f *testing.F) {
 	}
 	f.Add(mkTar(f, dir("a/"), reg("a/f", "x"), hardlink("a/h", "a/f"), symlink("a/l", "f"), reg("a/.wh.g", ""),
 		reg("a/.wh..wh..opq", ""), hardlink("b", "f"), ent{hdr: tar.Header{Name: "p", Typeflag: tar.TypeFifo}}))
+	f.Add(sparseTar(f, "sparse", 64<<10))
 	fixedBefore := snapshot(f, fixed, "")
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if unpackedSize(data) > 8<<20 {
@@ -32,11 +35,15 @@ func FuzzApply(f *testing.F) {
 		s := newSandbox(t)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		_, err := Apply(ctx, s.layer, bytes.NewReader(data), Options{Lowers: []string{filepath.Join(s.parent, "lower")}})
+		limit := NewLimit(16<<20, "fuzz")
+		_, err := Apply(ctx, s.layer, bytes.NewReader(data), Options{Lowers: []string{filepath.Join(s.parent, "lower")}, Limit: limit})
 		if errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("Apply did not finish in 10s")
 		}
 		s.check(t)
+		if limit.Used() > 16<<20 && !errors.Is(err, errdefs.ErrResourceExhausted) {
+			t.Fatalf("unpacked %d bytes past the limit without failing: %v", limit.Used(), err)
+		}
 		if after := snapshot(t, fixed, ""); after != fixedBefore {
 			t.Fatalf("fixed sentinel %s changed:\nbefore:\n%s\nafter:\n%s", fixed, fixedBefore, after)
 		}
@@ -101,4 +108,40 @@ func fixChecksums(data []byte) []byte {
 		off += 512 + int(size+511)&^511
 	}
 	return b
+}
+
+// FuzzWriteSparse checks that writing with holes reads back exactly as a plain write would, at any offset.
+func FuzzWriteSparse(f *testing.F) {
+	block := make([]byte, holeBlock)
+	f.Add(append(append([]byte("head"), block...), "tail"...), uint16(0))
+	f.Add(append(block, block...), uint16(100))
+	f.Add(append(append(bytes.Repeat([]byte{1}, 5000), make([]byte, 3*holeBlock)...), 2), uint16(4095))
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, data []byte, off uint16) {
+		file, err := os.CreateTemp(dir, "sparse-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer os.Remove(file.Name())
+		defer file.Close()
+		fd := int(file.Fd())
+		// Two calls, as the copy loop makes them: the split falls anywhere.
+		half := len(data) / 3
+		if err := writeSparse(fd, data[:half], int64(off)); err != nil {
+			t.Fatal(err)
+		}
+		if err := writeSparse(fd, data[half:], int64(off)+int64(half)); err != nil {
+			t.Fatal(err)
+		}
+		if err := file.Truncate(int64(off) + int64(len(data))); err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(file.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := append(make([]byte, off), data...); !bytes.Equal(got, want) {
+			t.Fatalf("read back %d bytes that differ from the %d written at %d", len(got), len(data), off)
+		}
+	})
 }

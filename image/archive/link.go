@@ -186,7 +186,7 @@ func (a *applier) copyUp(src int, sbase string, st *unix.Stat_t, dst int, dbase 
 	kind := st.Mode & unix.S_IFMT
 	switch kind {
 	case unix.S_IFREG:
-		return a.copyFile(src, sbase, dst, dbase, m)
+		return a.copyFile(src, sbase, dst, dbase, st, m)
 	case unix.S_IFLNK:
 		target := make([]byte, maxNameLen+1)
 		n, err := unix.Readlinkat(src, sbase, target)
@@ -204,7 +204,7 @@ func (a *applier) copyUp(src int, sbase string, st *unix.Stat_t, dst int, dbase 
 	return setMetaAt(dst, dbase, kind, m)
 }
 
-func (a *applier) copyFile(src int, sbase string, dst int, dbase string, m meta) error {
+func (a *applier) copyFile(src int, sbase string, dst int, dbase string, st *unix.Stat_t, m meta) error {
 	sfd, err := unix.Openat(src, sbase, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("open: %w", err)
@@ -217,6 +217,9 @@ func (a *applier) copyFile(src int, sbase string, dst int, dbase string, m meta)
 	}
 	out := os.NewFile(uintptr(dfd), dbase)
 	defer out.Close()
+	if err := a.take(st.Size); err != nil {
+		return err
+	}
 	// os.File copies with copy_file_range (a reflink on filesystems that share extents) and falls back by itself.
 	n, err := io.Copy(out, in)
 	a.size += n

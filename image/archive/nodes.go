@@ -104,11 +104,14 @@ func (a *applier) regular(parent int, base string, hdr *tar.Header, r io.Reader)
 	}
 	defer unix.Close(fd)
 	if hdr.Size > 0 {
-		// fdWriter has no ReadFrom, so CopyBuffer really uses the 1 MiB buffer (os.File would use 32 KiB).
-		n, err := io.CopyBuffer(fdWriter(fd), r, a.buf)
+		// An entry larger than what the image may still unpack fails at once, not after writing the part that fits.
+		if err := a.limit.fits(hdr.Size); err != nil {
+			return err
+		}
+		n, err := a.copyContents(fd, r, isSparse(hdr))
 		a.size += n
 		if err != nil {
-			return fmt.Errorf("write: %w", err)
+			return err
 		}
 	}
 	if err := setOwnerModeXattrs(fd, m); err != nil {
@@ -254,7 +257,13 @@ func setTimes(parent int, base string, m meta) error {
 
 // setDirTimes runs after the last entry: writing a directory's children changed its times.
 func (a *applier) setDirTimes() error {
+	i := 0
 	for name, ts := range a.dirTimes {
+		if i++; i%1024 == 0 {
+			if err := a.ctx.Err(); err != nil {
+				return err
+			}
+		}
 		if name == "" {
 			if err := unix.UtimesNanoAt(a.root, ".", ts[:], 0); err != nil {
 				return fmt.Errorf("set times of layer root: %w", err)
