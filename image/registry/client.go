@@ -29,6 +29,9 @@ type Client struct {
 
 	// Dial opens connections; nil means a net.Dialer. Tests set it to make sure nothing leaves the machine.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// MaxLayers refuses images of more layers, at Resolve; 0 means no cap. The image service sets what overlayfs
+	// can stack.
+	MaxLayers int
 
 	mu         sync.Mutex
 	transports map[string]*http.Transport // by CA file, "" for the system roots
@@ -37,6 +40,19 @@ type Client struct {
 // New returns a client for cfg. CA files are read when a host that names one is first contacted.
 func New(cfg config.RegistryConfig, log *slog.Logger) *Client {
 	return &Client{cfg: cfg, log: log, transports: map[string]*http.Transport{}}
+}
+
+// limits are the caps of manifest.go; unset sizes take the defaults.
+func (c *Client) limits() limits {
+	d := config.Default().Registry
+	l := limits{manifestSize: int64(c.cfg.MaxManifestSize), configSize: int64(c.cfg.MaxConfigSize), layers: c.MaxLayers}
+	if l.manifestSize <= 0 {
+		l.manifestSize = int64(d.MaxManifestSize)
+	}
+	if l.configSize <= 0 {
+		l.configSize = int64(d.MaxConfigSize)
+	}
+	return l
 }
 
 // baseTransport returns the shared HTTP transport for the TLS settings of ep, so connections are reused across

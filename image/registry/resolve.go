@@ -6,13 +6,10 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"runtime"
 	"strings"
 
 	"github.com/distribution/reference"
 	"github.com/google/go-containerregistry/pkg/name"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/opencontainers/go-digest"
 
@@ -49,10 +46,11 @@ type Image struct {
 	ref    string
 	repo   string
 	client *http.Client
+	limits limits
 }
 
 // Resolve finds ref on its registry's endpoints in order and returns the manifest and config of the image for
-// this node's platform (linux/GOARCH). The first endpoint that answers wins; when all fail, the error of the
+// this node's platform (linux/GOARCH), read under the caps of manifest.go. The first endpoint that answers wins; when all fail, the error of the
 // last one is returned, mentioning the others.
 func (c *Client) Resolve(ctx context.Context, ref reference.Named, auth *Auth) (*Image, error) {
 	eps, err := Endpoints(c.cfg, reference.Domain(ref))
@@ -107,132 +105,28 @@ func (c *Client) resolveAt(ctx context.Context, ep Endpoint, ref reference.Named
 	if err != nil {
 		return nil, err
 	}
-	// The authenticated transport (a transport.Wrapper) is shared by remote.Get and our blob fetches, so the
+	// The authenticated transport (a transport.Wrapper) is shared by the manifest, config and layer fetches, so the
 	// ping and token exchange happen once per pull.
 	rt, err := transport.NewWithContext(ctx, reg, creds, &schemeTransport{host: ep.Host, scheme: ep.Scheme, inner: base},
 		[]string{repo.Scope(transport.PullScope)})
 	if err != nil {
 		return nil, err
 	}
-	desc, err := remote.Get(target, remote.WithContext(ctx), remote.WithTransport(rt))
-	if err != nil {
+	im := &Image{
+		Endpoint: ep,
+		ref:      ref.String(),
+		repo:     reference.Path(ref),
+		client:   &http.Client{Transport: rt},
+		limits:   c.limits(),
+	}
+	var want digest.Digest
+	if d, ok := ref.(reference.Digested); ok {
+		want = d.Digest()
+	}
+	if err := im.walk(ctx, target.Identifier(), want); err != nil {
 		return nil, err
 	}
-	top, err := digest.Parse(desc.Digest.String())
-	if err != nil {
-		return nil, fmt.Errorf("manifest digest %q: %w", desc.Digest, err)
-	}
-	out := &Image{
-		Endpoint:  ep,
-		Digest:    top,
-		Manifests: []Manifest{{Digest: top, Data: desc.Manifest}},
-		ref:       ref.String(),
-		repo:      reference.Path(ref),
-		client:    &http.Client{Transport: rt},
-	}
-	img, err := out.platformImage(desc)
-	if err != nil {
-		return nil, err
-	}
-	if err := out.readManifest(img); err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-// platformImage returns the image desc points to, or for an index the entry for linux/GOARCH, whose manifest
-// it adds to Manifests.
-func (im *Image) platformImage(desc *remote.Descriptor) (v1.Image, error) {
-	switch {
-	case desc.MediaType.IsImage():
-		return desc.Image()
-	case !desc.MediaType.IsIndex():
-		return nil, errdefs.FailedPrecondition("%s: unsupported manifest media type %q", im.ref, desc.MediaType)
-	}
-	idx, err := desc.ImageIndex()
-	if err != nil {
-		return nil, err
-	}
-	m, err := idx.IndexManifest()
-	if err != nil {
-		return nil, err
-	}
-	child, ok := platformChild(m.Manifests)
-	if !ok {
-		return nil, fmt.Errorf("%s has no image for platform linux/%s: %w", im.ref, runtime.GOARCH, errdefs.ErrNotFound)
-	}
-	img, err := idx.Image(child.Digest)
-	if err != nil {
-		return nil, err
-	}
-	raw, err := img.RawManifest()
-	if err != nil {
-		return nil, err
-	}
-	d, err := digest.Parse(child.Digest.String())
-	if err != nil {
-		return nil, fmt.Errorf("manifest digest %q: %w", child.Digest, err)
-	}
-	im.Manifests = append(im.Manifests, Manifest{Digest: d, Data: raw})
-	return img, nil
-}
-
-// readManifest fills Config, RawConfig and Layers from img, validating every digest it will use as a file name.
-func (im *Image) readManifest(img v1.Image) error {
-	m, err := img.Manifest()
-	if err != nil {
-		return err
-	}
-	if !m.Config.MediaType.IsConfig() {
-		return errdefs.FailedPrecondition("%s is not a container image: config media type %q", im.ref, m.Config.MediaType)
-	}
-	if im.Config, err = descriptor(m.Config); err != nil {
-		return err
-	}
-	if im.RawConfig, err = img.RawConfigFile(); err != nil {
-		return err
-	}
-	for _, l := range m.Layers {
-		d, err := descriptor(l)
-		if err != nil {
-			return err
-		}
-		im.Layers = append(im.Layers, d)
-	}
-	return nil
-}
-
-func descriptor(d v1.Descriptor) (Descriptor, error) {
-	dg, err := digest.Parse(d.Digest.String())
-	if err != nil {
-		return Descriptor{}, fmt.Errorf("blob digest %q: %v: %w", d.Digest, err, errdefs.ErrFailedPrecondition)
-	}
-	if d.Size < 0 {
-		return Descriptor{}, errdefs.FailedPrecondition("blob %s: negative size %d", dg, d.Size)
-	}
-	return Descriptor{MediaType: string(d.MediaType), Digest: dg, Size: d.Size}, nil
-}
-
-// platformChild picks the index entry for linux/GOARCH; an entry without a platform is taken only when no entry
-// names the platform.
-func platformChild(ms []v1.Descriptor) (v1.Descriptor, bool) {
-	var unnamed []v1.Descriptor
-	for _, m := range ms {
-		if !m.MediaType.IsImage() {
-			continue
-		}
-		if m.Platform == nil {
-			unnamed = append(unnamed, m)
-			continue
-		}
-		if m.Platform.OS == "linux" && m.Platform.Architecture == runtime.GOARCH {
-			return m, true
-		}
-	}
-	if len(unnamed) > 0 {
-		return unnamed[0], true
-	}
-	return v1.Descriptor{}, false
+	return im, nil
 }
 
 // Fetch opens blob d on the endpoint the image was resolved on. The caller verifies size and digest as it reads.
