@@ -82,7 +82,10 @@ func (p *pull) download(ctx context.Context, l Layer) error {
 	defer w.Discard()
 	src := io.TeeReader(p.prog.reader(body, &p.prog.downloaded), w)
 	tmp, unpackErr := p.unpack(ctx, l, src, nil)
-	// Verify the blob whatever the unpack said: a digest mismatch is the better explanation of a broken layer.
+	if errors.Is(unpackErr, errdefs.ErrResourceExhausted) {
+		return unpackErr // a bomb: the rest of it is not worth downloading
+	}
+	// Verify the blob whatever else the unpack said: a digest mismatch is the better explanation of a broken layer.
 	_, blobErr := io.Copy(io.Discard, src)
 	if blobErr == nil {
 		blobErr = w.Commit()
@@ -135,7 +138,8 @@ func (p *pull) unpack(ctx context.Context, l Layer, r io.Reader, lowers []string
 	}
 	defer dr.Close()
 	h := l.DiffID.Algorithm().Hash()
-	_, err = archive.Apply(ctx, tmp, io.TeeReader(p.prog.reader(dr, &p.prog.unpacked), h), archive.Options{Lowers: lowers})
+	_, err = archive.Apply(ctx, tmp, io.TeeReader(p.prog.reader(dr, &p.prog.unpacked), h),
+		archive.Options{Lowers: lowers, Limit: p.limit})
 	if err != nil {
 		return "", fmt.Errorf("layer %s: %w", l.Digest, err)
 	}

@@ -18,19 +18,25 @@ import (
 	"github.com/berthcri/berth/internal/errdefs"
 )
 
+// maxLayers is what overlayfs can stack (OVL_MAX_STACK, fs/overlayfs/params.h): an image of more layers could be
+// pulled but never mounted, so the pull refuses it before fetching anything but its manifest.
+const maxLayers = 500
+
 // pull is one Pull in flight.
 type pull struct {
 	s         *Service
 	ref       reference.Named
 	img       *registry.Image
 	prog      progress
-	downloads chan struct{} // one token per layer download in flight
+	downloads chan struct{}  // one token per layer download in flight
+	limit     *archive.Limit // what the pull's layers may unpack together
 }
 
 // Pull fetches ref (normalised, e.g. "busybox" → docker.io/library/busybox:latest) for this node's platform
 // and tags it. Content already present is not fetched again, so pulling a second tag of a stored image only
 // adds the tag. Layers are downloaded in parallel (max_concurrent_downloads at once per pull) and
-// unpacked while their bytes arrive. A failed pull leaves no new files behind.
+// unpacked while their bytes arrive, together at most registry.max_unpacked_size (the layers this pull unpacks;
+// layers already stored are not counted again). A failed pull leaves no new files behind.
 func (s *Service) Pull(ctx context.Context, ref string, auth *Auth) (Image, error) {
 	named, err := parseRef(ref)
 	if err != nil {
@@ -41,7 +47,8 @@ func (s *Service) Pull(ctx context.Context, ref string, auth *Auth) (Image, erro
 	defer s.pullDone()
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	p := &pull{s: s, ref: named, downloads: make(chan struct{}, s.downloads)}
+	p := &pull{s: s, ref: named, downloads: make(chan struct{}, s.downloads),
+		limit: archive.NewLimit(int64(s.unpacked), fmt.Sprintf("registry.max_unpacked_size (%s)", s.unpacked))}
 	stop := p.prog.watch(ctx, s.timeout, func() {
 		cancel(fmt.Errorf("no progress for %s (registry.pull_progress_timeout): %w", s.timeout, errdefs.ErrUnavailable))
 	})

@@ -52,6 +52,7 @@ type Service struct {
 	pinned    map[string]bool
 	timeout   time.Duration // no-progress timeout of a pull
 	downloads int           // layer downloads in flight per pull
+	unpacked  config.Size   // what one pull may unpack (registry.max_unpacked_size)
 	locks     keyLocks      // one download per blob, one unpack per chain id
 
 	// mu serialises record changes and the freeing of content, which is decided from the records plus the
@@ -97,16 +98,23 @@ func New(ctx context.Context, o Options) (*Service, error) {
 	if timeout <= 0 {
 		timeout = config.Default().Registry.PullProgressTimeout.Duration
 	}
+	unpacked := o.Registry.MaxUnpackedSize
+	if unpacked <= 0 {
+		unpacked = config.Default().Registry.MaxUnpackedSize
+	}
+	reg := registry.New(o.Registry, log)
+	reg.MaxLayers = maxLayers
 	s := &Service{
 		root:      o.RootDir,
 		snapshots: snapshots,
 		log:       log,
-		registry:  registry.New(o.Registry, log),
+		registry:  reg,
 		content:   cs,
 		records:   records,
 		pinned:    pinned,
 		timeout:   timeout,
 		downloads: max(o.Registry.MaxConcurrentDownloads, 1),
+		unpacked:  unpacked,
 		heldBlobs: map[digest.Digest]int{},
 		heldSnaps: map[digest.Digest]int{},
 	}

@@ -41,11 +41,24 @@ type testRegistry struct {
 	stall    map[string]bool // blobs whose body never comes
 	user     string          // when set, basic auth with user:pass is required
 	pass     string
+	raw      map[string]*rawResponse // by URL path: served instead of the registry's own answer
+	gotPaths map[string]int          // GETs per URL path
+}
+
+// rawResponse is what a hostile registry would send for one path: content the registry itself would refuse or
+// that does not match its descriptor.
+type rawResponse struct {
+	contentType string
+	body        []byte
+	chunked     bool  // no Content-Length
+	repeat      int64 // > 0: body is sent over and over up to this many bytes (or until the client goes)
+	sent        int64 // bytes written so far
 }
 
 func newTestRegistry(t *testing.T) *testRegistry {
 	t.Helper()
-	r := &testRegistry{blobGets: map[string]int{}, corrupt: map[string]bool{}, stall: map[string]bool{}}
+	r := &testRegistry{blobGets: map[string]int{}, corrupt: map[string]bool{}, stall: map[string]bool{},
+		raw: map[string]*rawResponse{}, gotPaths: map[string]int{}}
 	h := ggcrregistry.New(ggcrregistry.Logger(log.New(io.Discard, "", 0)))
 	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		r.mu.Lock()
@@ -55,7 +68,11 @@ func newTestRegistry(t *testing.T) *testRegistry {
 			d = path.Base(req.URL.Path)
 			r.blobGets[d]++
 		}
+		if req.Method == http.MethodGet {
+			r.gotPaths[req.URL.Path]++
+		}
 		corrupt, stall := r.corrupt[d], r.stall[d]
+		raw := r.raw[req.URL.Path]
 		r.mu.Unlock()
 		if u, p, ok := req.BasicAuth(); user != "" && (!ok || u != user || p != pass) {
 			w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
@@ -63,6 +80,8 @@ func newTestRegistry(t *testing.T) *testRegistry {
 			return
 		}
 		switch {
+		case raw != nil:
+			r.serveRaw(w, req, raw)
 		case stall:
 			w.WriteHeader(http.StatusOK)
 			w.(http.Flusher).Flush()
@@ -76,6 +95,54 @@ func newTestRegistry(t *testing.T) *testRegistry {
 	t.Cleanup(r.srv.Close)
 	r.host = strings.TrimPrefix(r.srv.URL, "http://")
 	return r
+}
+
+func (r *testRegistry) serveRaw(w http.ResponseWriter, req *http.Request, raw *rawResponse) {
+	if raw.contentType != "" {
+		w.Header().Set("Content-Type", raw.contentType)
+	}
+	size := int64(len(raw.body))
+	if raw.repeat > 0 {
+		size = raw.repeat
+	}
+	if !raw.chunked {
+		w.Header().Set("Content-Length", fmt.Sprint(size))
+	}
+	w.WriteHeader(http.StatusOK)
+	if req.Method == http.MethodHead {
+		return
+	}
+	for left := size; left > 0; {
+		n, err := w.Write(raw.body[:min(int64(len(raw.body)), left)])
+		r.mu.Lock()
+		raw.sent += int64(n)
+		r.mu.Unlock()
+		if err != nil {
+			return
+		}
+		left -= int64(n)
+	}
+}
+
+// serve makes the registry answer GET and HEAD of path (e.g. /v2/repo/manifests/tag) with raw.
+func (r *testRegistry) serve(path string, raw *rawResponse) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.raw[path] = raw
+}
+
+// sentBytes is how much of raw the registry has written.
+func (r *testRegistry) sentBytes(raw *rawResponse) int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return raw.sent
+}
+
+// getsOf counts GETs of a URL path.
+func (r *testRegistry) getsOf(path string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.gotPaths[path]
 }
 
 func (r *testRegistry) push(t *testing.T, repoTag string, img v1.Image) string {
