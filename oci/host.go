@@ -14,6 +14,8 @@ import (
 
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/berthcri/berth/internal/kernel"
 )
 
 // Host is what Spec needs to know about the machine. SystemHost reads the real one once at start-up; tests
@@ -30,6 +32,8 @@ type Host struct {
 	SwapAccounting bool
 	// Hugetlb is set when the hugetlb controller exists; without it hugepage limits are dropped.
 	Hugetlb bool
+	// RecursiveReadOnly is set when the kernel makes recursive read-only mounts (mount_setattr, Linux 5.12).
+	RecursiveReadOnly bool
 	// AppArmor is set when AppArmor is enabled; AppArmorDefaultProfile is the loaded profile RuntimeDefault
 	// means ("" leaves the process unconfined).
 	AppArmor               bool
@@ -75,7 +79,8 @@ func SystemHost() (Host, error) {
 	if err != nil {
 		return Host{}, err
 	}
-	h := Host{BoundingCaps: capNames(bounding), OOMScoreAdjMin: -1000, FS: systemFS{}}
+	h := Host{BoundingCaps: capNames(bounding), OOMScoreAdjMin: -1000, FS: systemFS{},
+		RecursiveReadOnly: kernel.MountSetattr() == nil}
 	if effective&(1<<capSysResource) == 0 {
 		b, err := os.ReadFile("/proc/self/oom_score_adj")
 		if err != nil {

@@ -102,7 +102,7 @@ func mounts(in *SpecInput, sc *LinuxContainerSecurityContext, ns namespaces) ([]
 
 	rootPropagation := ""
 	for _, b := range binds {
-		sm, prop, err := bindMount(in.Host.FS, b.Mount, b.field)
+		sm, prop, err := bindMount(&in.Host, b.Mount, b.field)
 		if err != nil {
 			return nil, "", err
 		}
@@ -118,8 +118,12 @@ func depth(p string) int { return strings.Count(path.Clean(p), "/") }
 
 // bindMount turns one CRI mount into a bind mount; field is "" for the pod's own files. It returns the
 // propagation the container's root needs for it ("rshared", "rslave" or "").
-func bindMount(fs HostFS, m Mount, field string) (specs.Mount, string, error) {
+func bindMount(host *Host, m Mount, field string) (specs.Mount, string, error) {
+	fs := host.FS
 	switch {
+	case m.RecursiveReadOnly && !host.RecursiveReadOnly:
+		// Advertised off (Status), so a kubelet does not ask; runc would fail the start less clearly.
+		return specs.Mount{}, "", errdefs.FailedPrecondition("%s.recursive_read_only: the kernel cannot make recursive read-only mounts (mount_setattr, Linux 5.12)", field)
 	case m.RecursiveReadOnly && !m.Readonly:
 		return specs.Mount{}, "", errdefs.InvalidArgument(field+".recursive_read_only", "needs readonly")
 	case m.RecursiveReadOnly && m.Propagation != PropagationPrivate:

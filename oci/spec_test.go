@@ -84,10 +84,11 @@ const blockChmodProfile = `{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"na
 // testHost is like this VM: root without CAP_SYS_RESOURCE, cgroup v1, no AppArmor.
 func testHost() Host {
 	return Host{
-		BoundingCaps:   capNames(0x000001fffeffffff),
-		OOMScoreAdjMin: -998,
-		SwapAccounting: true,
-		Hugetlb:        true,
+		BoundingCaps:      capNames(0x000001fffeffffff),
+		OOMScoreAdjMin:    -998,
+		SwapAccounting:    true,
+		Hugetlb:           true,
+		RecursiveReadOnly: true,
 		FS: &fakeFS{
 			files: map[string]string{
 				"/var/lib/seccomp/block-chmod.json": blockChmodProfile,
@@ -417,6 +418,10 @@ func TestSpecErrors(t *testing.T) {
 		{"rro with bidirectional", func(in *SpecInput) {
 			in.Config.Mounts = []Mount{{ContainerPath: "/mnt", HostPath: "/x"}, {ContainerPath: "/mnt2", HostPath: "/shared/x", Readonly: true, RecursiveReadOnly: true, Propagation: PropagationBidirectional}}
 		}, errdefs.ErrInvalidArgument, "mounts[1].recursive_read_only"},
+		{"rro on a kernel without mount_setattr", func(in *SpecInput) {
+			in.Host.RecursiveReadOnly = false
+			in.Config.Mounts = []Mount{{ContainerPath: "/mnt", HostPath: "/x", Readonly: true, RecursiveReadOnly: true}}
+		}, errdefs.ErrFailedPrecondition, "mounts[0].recursive_read_only"},
 		{"bidirectional on private mount", func(in *SpecInput) {
 			in.Config.Mounts = []Mount{{ContainerPath: "/mnt", HostPath: "/slave/x", Propagation: PropagationBidirectional}}
 		}, errdefs.ErrFailedPrecondition, "mounts[0].propagation"},
