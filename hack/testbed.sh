@@ -129,7 +129,7 @@ export_dir() {
   exec 8>"$out/export.lock"
   flock -w 600 8 || die "another export into $out has held it for 10 minutes"
   build_tools
-  local port pid= try
+  local port try pid=''
   for try in $(seq 20); do
     port=$(shuf -i 20000-29999 -n 1)
     curl -s -o /dev/null "http://127.0.0.1:$port/" && continue # taken

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Host-side plumbing of the node VM test bed, sourced by hack/vm/*.sh.
 
 vm_die() { echo "vm: $*" >&2; exit 1; }
@@ -65,7 +66,8 @@ vm_accel() {
 # vm_boot IMAGE_DIR SHARE_IMG SERIAL_LOG TIMEOUT_S ACCEL...: boots the image with the share disk as /dev/vdb and no
 # network device, and waits for qemu to exit. Fails (status 1, with the serial log's tail) when qemu reports a KVM
 # internal error (it then pauses instead of exiting), when the time is up, or when it exits without the guest having
-# said "berth-vm: done"; vm_why then says why: kvm, timeout or early. Sets vm_qemu_pid while qemu runs, for the
+# said "berth-vm: done"; vm_why then says why: kvm, boot (no boot unit within BERTH_VM_BOOT_TIMEOUT, 300 s),
+# timeout or early. Sets vm_qemu_pid while qemu runs, for the
 # caller's trap, and vm_booted_after: seconds from qemu's start to the boot unit's.
 vm_boot() {
   local image=$1 share=$2 serial=$3 limit=$4
@@ -81,13 +83,15 @@ vm_boot() {
     -drive "file=$share,format=raw,if=virtio" 2>"$errlog" &
   vm_qemu_pid=$!
   local start=$SECONDS why=
-  vm_why= vm_booted_after=
+  vm_why='' vm_booted_after=''
   while kill -0 "$vm_qemu_pid" 2>/dev/null; do
     if [ -z "$vm_booted_after" ] && grep -q '^berth-vm: boot unit started' "$serial" 2>/dev/null; then
       vm_booted_after=$((SECONDS - start))
     fi
     if grep -q 'KVM internal error' "$errlog" 2>/dev/null; then
       why="qemu reported a KVM internal error (the VM is paused)" vm_why=kvm
+    elif [ -z "$vm_booted_after" ] && [ $((SECONDS - start)) -ge "${BERTH_VM_BOOT_TIMEOUT:-300}" ]; then
+      why="the boot unit did not start within ${BERTH_VM_BOOT_TIMEOUT:-300}s" vm_why=boot
     elif [ $((SECONDS - start)) -ge "$limit" ]; then
       why="no poweroff within ${limit}s" vm_why=timeout
     fi

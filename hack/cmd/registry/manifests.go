@@ -170,6 +170,11 @@ func (s *manifestStore) save() error {
 		return err
 	}
 	defer os.Remove(f.Name())
+	// Readable by all, as the blobs are: the dir is copied into node VMs and read by other users.
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return err
+	}
 	if _, err := f.Write(append(b, '\n')); err != nil {
 		f.Close()
 		return err
