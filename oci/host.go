@@ -52,7 +52,8 @@ type HostFS interface {
 	// below it, with Path set to where it appears in the container: containerPath (plus the path below hostPath
 	// for a directory); containerPath "" keeps the host path.
 	Devices(hostPath, containerPath string) ([]specs.LinuxDevice, error)
-	// ReadFile reads a file (a Localhost seccomp profile).
+	// ReadFile reads a file a request named (a Localhost seccomp profile): a regular file (symlinks followed) of
+	// at most MaxProfileSize bytes, else an error wrapping ErrNotRegular or ErrTooLarge; it never blocks on a FIFO.
 	ReadFile(path string) ([]byte, error)
 }
 
@@ -134,7 +135,10 @@ type systemFS struct{}
 
 func (systemFS) EvalSymlinks(path string) (string, error) { return filepath.EvalSymlinks(path) }
 
-func (systemFS) ReadFile(path string) ([]byte, error) { return os.ReadFile(path) }
+// ReadFile follows symlinks: a profile installed from a ConfigMap is one (..data/).
+func (systemFS) ReadFile(path string) ([]byte, error) {
+	return ReadRegularFile(path, MaxProfileSize, false)
+}
 
 func (systemFS) MountPoint(path string) (MountPoint, error) {
 	f, err := os.Open("/proc/self/mountinfo")

@@ -61,6 +61,8 @@ func seccompProfile(sc *LinuxContainerSecurityContext, bounding []string, fs Hos
 		if !path.IsAbs(file) {
 			return nil, errdefs.InvalidArgument(p.field+".localhost_ref", "seccomp profile path %q is not absolute", file)
 		}
+		// A request names the file: it must be a regular file under MaxProfileSize (HostFS.ReadFile), so that
+		// /dev/zero cannot exhaust berthd's memory nor a FIFO hang CreateContainer.
 		body, err := fs.ReadFile(file)
 		if err != nil {
 			return nil, errdefs.InvalidArgument(p.field+".localhost_ref", "read seccomp profile: %v", err)

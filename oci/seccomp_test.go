@@ -1,12 +1,21 @@
 package oci
 
 import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
 	"reflect"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/berthcri/berth/internal/errdefs"
 )
 
 // verdict evaluates a filter for a syscall called with all-zero arguments, the way libseccomp does for
@@ -121,5 +130,67 @@ func BenchmarkDefaultSeccompUncached(b *testing.B) {
 		if _, err := defaultSeccomp(caps); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestSeccompLocalhostHostileFiles reads Localhost profiles through the real host filesystem: a device, a FIFO, a
+// directory, a file over MaxProfileSize, a symlink to a device must each fail at once with InvalidArgument naming
+// the field, and nothing more than the cap is ever buffered.
+func TestSeccompLocalhostHostileFiles(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	big := filepath.Join(dir, "big.json")
+	if err := os.WriteFile(big, bytes.Repeat([]byte(" "), MaxProfileSize+1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "zero-link")
+	if err := os.Symlink("/dev/zero", link); err != nil {
+		t.Fatal(err)
+	}
+	good := filepath.Join(dir, "good.json")
+	if err := os.WriteFile(good, []byte(`{"defaultAction": "SCMP_ACT_ALLOW"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	goodLink := filepath.Join(dir, "good-link.json")
+	if err := os.Symlink(good, goodLink); err != nil {
+		t.Fatal(err)
+	}
+	const field = "linux.security_context.seccomp.localhost_ref"
+	for name, tc := range map[string]struct {
+		path string
+		want string // in the error; "" for success
+	}{
+		"dev-zero":        {"/dev/zero", "not a regular file"},
+		"fifo":            {fifo, "not a regular file"},
+		"directory":       {dir, "not a regular file"},
+		"over-cap":        {big, "over the limit"},
+		"symlink-to-dev":  {link, "not a regular file"},
+		"regular":         {good, ""},
+		"symlink-to-file": {goodLink, ""},
+	} {
+		t.Run(name, func(t *testing.T) {
+			sc := &LinuxContainerSecurityContext{Seccomp: &SecurityProfile{ProfileType: ProfileTypeLocalhost, LocalhostRef: tc.path}}
+			done := make(chan error, 1)
+			go func() {
+				_, err := seccompProfile(sc, []string{"CAP_CHOWN"}, systemFS{})
+				done <- err
+			}()
+			var err error
+			select {
+			case err = <-done:
+			case <-time.After(5 * time.Second):
+				t.Fatalf("reading %s hangs", tc.path)
+			}
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("%s: %v", tc.path, err)
+			case tc.want == "":
+			case !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), field) || !strings.Contains(err.Error(), tc.want):
+				t.Fatalf("%s: got %v, want InvalidArgument naming %s and saying %q", tc.path, err, field, tc.want)
+			}
+		})
 	}
 }
