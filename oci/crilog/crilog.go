@@ -13,11 +13,17 @@ package crilog
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // MaxLineSize is the longest text of one log line, as in containerd's max_container_log_line_size.
@@ -43,39 +49,117 @@ const (
 
 // File is one container's log file, shared by the Writers of its streams.
 type File struct {
-	path    string
-	dropped atomic.Uint64
-	now     func() time.Time
+	dir, name string // the file is name, resolved beneath dir
+	dropped   atomic.Uint64
+	now       func() time.Time
 
 	mu     sync.Mutex
 	f      *os.File // nil once closed
 	closed bool
 }
 
-// Open opens (creating it if needed) the log file at path for appending.
-func Open(path string) (*File, error) {
-	f, err := openLog(path)
+// Open opens (creating it if needed) the log file name, a relative path beneath the directory dir (the pod's
+// log_directory), for appending. No component below dir may be a symlink or ".." (openat2 RESOLVE_BENEATH |
+// RESOLVE_NO_SYMLINKS): the root monitor must never append a container's output to a host file someone linked
+// there. The file must be a regular file (a FIFO neither hangs the open nor is used). dir "" takes name's parent
+// as the directory (a request from an older berthd that sent only the path).
+func Open(dir, name string) (*File, error) {
+	if dir == "" {
+		dir, name = filepath.Dir(name), filepath.Base(name)
+	}
+	f := &File{dir: dir, name: name, now: time.Now}
+	nf, err := f.open()
 	if err != nil {
 		return nil, err
 	}
-	return &File{path: path, f: f, now: time.Now}, nil
-}
-
-func openLog(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
-	if err != nil {
-		return nil, fmt.Errorf("open container log: %w", err)
-	}
+	f.f = nf
 	return f, nil
 }
 
+func (f *File) open() (*os.File, error) {
+	nf, err := openBeneath(f.dir, f.name)
+	if err != nil {
+		return nil, fmt.Errorf("open container log %s: %w", f.Path(), err)
+	}
+	return nf, nil
+}
+
+// ErrUnsafePath is wrapped by Open's error for a log path that is not a regular file inside the directory: a
+// symlink, ".." or an absolute path on the way, a FIFO, a device.
+var ErrUnsafePath = errors.New("not a regular file inside the log directory")
+
+func openBeneath(dir, name string) (*os.File, error) {
+	if filepath.IsAbs(name) || !filepath.IsLocal(name) {
+		return nil, fmt.Errorf("%q: %w", name, ErrUnsafePath)
+	}
+	dfd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &fs.PathError{Op: "open", Path: dir, Err: err}
+	}
+	defer unix.Close(dfd)
+	// O_NONBLOCK: opening a FIFO for writing must not wait for a reader.
+	flags := unix.O_WRONLY | unix.O_CREAT | unix.O_APPEND | unix.O_CLOEXEC | unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_NOCTTY
+	fd, err := unix.Openat2(dfd, name, &unix.OpenHow{Flags: uint64(flags), Mode: 0o640,
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS})
+	if err == unix.ENOSYS {
+		fd, err = openWalk(dfd, name, flags)
+	}
+	if err != nil {
+		switch err {
+		case unix.ELOOP, unix.EXDEV: // a symlink, "..", an absolute path on the way
+			err = fmt.Errorf("%w (a symlink or an escape on the way: %v)", ErrUnsafePath, err)
+		case unix.ENXIO, unix.EISDIR: // a FIFO nobody reads, a device without a driver, a directory
+			err = fmt.Errorf("%w (%v)", ErrUnsafePath, err)
+		}
+		return nil, &fs.PathError{Op: "open", Path: filepath.Join(dir, name), Err: err}
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		unix.Close(fd)
+		return nil, &fs.PathError{Op: "open", Path: filepath.Join(dir, name), Err: ErrUnsafePath}
+	}
+	// Writes to a regular file ignore O_NONBLOCK; clear it anyway so the file behaves as any other.
+	if err := unix.SetNonblock(fd, false); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), filepath.Join(dir, name)), nil
+}
+
+// openWalk is openBeneath for kernels without openat2 (before 5.6): each directory below dfd is opened
+// O_NOFOLLOW, then the file itself.
+func openWalk(dfd int, name string, flags int) (int, error) {
+	parts := strings.Split(filepath.Clean(name), "/")
+	cur := dfd
+	defer func() {
+		if cur != dfd {
+			unix.Close(cur)
+		}
+	}()
+	for _, p := range parts[:len(parts)-1] {
+		next, err := unix.Openat(cur, p, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return -1, err
+		}
+		if cur != dfd {
+			unix.Close(cur)
+		}
+		cur = next
+	}
+	return unix.Openat(cur, parts[len(parts)-1], flags, 0o640)
+}
+
 // Path is the file's path.
-func (f *File) Path() string { return f.path }
+func (f *File) Path() string { return filepath.Join(f.dir, f.name) }
 
 // Reopen opens the path again, after the kubelet renamed the file to rotate it. On error the old file
 // stays in use.
 func (f *File) Reopen() error {
-	nf, err := openLog(f.path)
+	nf, err := f.open()
 	if err != nil {
 		return err
 	}
@@ -83,7 +167,7 @@ func (f *File) Reopen() error {
 	if f.closed {
 		f.mu.Unlock()
 		nf.Close()
-		return fmt.Errorf("reopen container log %s: closed", f.path)
+		return fmt.Errorf("reopen container log %s: closed", f.Path())
 	}
 	old := f.f
 	f.f = nf

@@ -2,12 +2,15 @@ package crilog
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 type record struct {
@@ -66,8 +69,9 @@ func text(recs []record, s Stream) string {
 
 func openTemp(t testing.TB) (*File, string) {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "0.log")
-	f, err := Open(path)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "0.log")
+	f, err := Open(dir, "0.log")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,6 +212,95 @@ func TestFailedReopenKeepsFile(t *testing.T) {
 	}
 }
 
+// TestOpenStaysInLogDir: the root monitor opens the log file beneath the pod's log directory only, never through a
+// symlink (last component or any directory on the way), never through "..", never a FIFO (without hanging).
+func TestOpenStaysInLogDir(t *testing.T) {
+	for name, tc := range map[string]struct {
+		setup func(t *testing.T, dir, outside string)
+		path  string
+		ok    bool
+	}{
+		"plain":    {func(*testing.T, string, string) {}, "0.log", true},
+		"subdir":   {func(t *testing.T, dir, _ string) { must(t, os.Mkdir(filepath.Join(dir, "c"), 0o755)) }, "c/0.log", true},
+		"dotdot":   {func(*testing.T, string, string) {}, "../victim", false},
+		"absolute": {func(_ *testing.T, _, outside string) {}, "/etc/passwd", false},
+		"symlink-file": {func(t *testing.T, dir, outside string) {
+			must(t, os.Symlink(filepath.Join(outside, "victim"), filepath.Join(dir, "0.log")))
+		}, "0.log", false},
+		"dangling-symlink": {func(t *testing.T, dir, outside string) {
+			must(t, os.Symlink(filepath.Join(outside, "new"), filepath.Join(dir, "0.log")))
+		}, "0.log", false},
+		"symlink-dir": {func(t *testing.T, dir, outside string) { must(t, os.Symlink(outside, filepath.Join(dir, "c"))) }, "c/victim", false},
+		"fifo":        {func(t *testing.T, dir, _ string) { must(t, unix.Mkfifo(filepath.Join(dir, "0.log"), 0o600)) }, "0.log", false},
+		"directory":   {func(t *testing.T, dir, _ string) { must(t, os.Mkdir(filepath.Join(dir, "0.log"), 0o700)) }, "0.log", false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			root := t.TempDir()
+			dir, outside := filepath.Join(root, "logs"), filepath.Join(root, "host")
+			must(t, os.Mkdir(dir, 0o755))
+			must(t, os.Mkdir(outside, 0o755))
+			victim := filepath.Join(outside, "victim")
+			must(t, os.WriteFile(victim, []byte("host file\n"), 0o644))
+			tc.setup(t, dir, outside)
+			done := make(chan error, 1)
+			go func() {
+				f, err := Open(dir, tc.path)
+				if err == nil {
+					w := f.NewWriter(Stdout)
+					w.Write([]byte("container output\n"))
+					w.Close()
+					f.Close()
+				}
+				done <- err
+			}()
+			var err error
+			select {
+			case err = <-done:
+			case <-time.After(5 * time.Second):
+				t.Fatal("Open hangs")
+			}
+			if tc.ok != (err == nil) {
+				t.Fatalf("Open(%s) = %v, want ok=%v", tc.path, err, tc.ok)
+			}
+			if !tc.ok && !errors.Is(err, ErrUnsafePath) {
+				t.Errorf("error %v does not wrap ErrUnsafePath", err)
+			}
+			if b, _ := os.ReadFile(victim); string(b) != "host file\n" {
+				t.Errorf("host file outside the log dir written: %q", b)
+			}
+			if _, err := os.Lstat(filepath.Join(outside, "new")); err == nil {
+				t.Error("file created outside the log dir")
+			}
+		})
+	}
+}
+
+// TestReopenRefusesSymlink: a log file replaced by a symlink between rotations is not followed; the old file stays.
+func TestReopenRefusesSymlink(t *testing.T) {
+	f, path := openTemp(t)
+	victim := filepath.Join(t.TempDir(), "victim")
+	must(t, os.WriteFile(victim, nil, 0o644))
+	must(t, os.Rename(path, path+".1"))
+	must(t, os.Symlink(victim, path))
+	if err := f.Reopen(); !errors.Is(err, ErrUnsafePath) {
+		t.Fatalf("Reopen through a symlink: %v", err)
+	}
+	w := f.NewWriter(Stdout)
+	w.Write([]byte("kept\n"))
+	w.Close()
+	f.Close()
+	if b, _ := os.ReadFile(victim); len(b) != 0 {
+		t.Errorf("symlink target written: %q", b)
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 func FuzzWriter(f *testing.F) {
 	f.Add([]byte("hello\nworld"), []byte{3, 1}, false)
 	f.Add([]byte(strings.Repeat("a", MaxLineSize+5)+"\n\n"), []byte{200, 255, 0}, true)
@@ -257,5 +350,29 @@ func BenchmarkWriter(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		w.Write(chunk)
+	}
+}
+
+// TestOpenWalkRefusesSymlinks covers the fallback for kernels without openat2.
+func TestOpenWalkRefusesSymlinks(t *testing.T) {
+	dir, outside := t.TempDir(), t.TempDir()
+	must(t, os.Symlink(outside, filepath.Join(dir, "c")))
+	must(t, os.Symlink(filepath.Join(outside, "x"), filepath.Join(dir, "0.log")))
+	must(t, os.Mkdir(filepath.Join(dir, "d"), 0o755))
+	dfd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY, 0)
+	must(t, err)
+	defer unix.Close(dfd)
+	flags := unix.O_WRONLY | unix.O_CREAT | unix.O_NOFOLLOW | unix.O_NONBLOCK
+	for _, name := range []string{"c/0.log", "0.log"} {
+		if fd, err := openWalk(dfd, name, flags); err == nil {
+			unix.Close(fd)
+			t.Errorf("openWalk(%s) followed a symlink", name)
+		}
+	}
+	fd, err := openWalk(dfd, "d/0.log", flags)
+	must(t, err)
+	unix.Close(fd)
+	if entries, _ := os.ReadDir(outside); len(entries) != 0 {
+		t.Errorf("files created outside: %v", entries)
 	}
 }

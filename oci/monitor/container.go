@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -94,7 +95,16 @@ func (s *server) create(r *CreateRequest) (retErr error) {
 
 	var err error
 	if r.LogPath != "" {
-		if c.log, err = crilog.Open(r.LogPath); err != nil {
+		name := r.LogPath
+		if r.LogDir != "" {
+			if name, err = filepath.Rel(r.LogDir, r.LogPath); err != nil || !filepath.IsLocal(name) {
+				return errdefs.InvalidArgument("log_path", "%q is not inside the log directory %q", r.LogPath, r.LogDir)
+			}
+		}
+		if c.log, err = crilog.Open(r.LogDir, name); err != nil {
+			if errors.Is(err, crilog.ErrUnsafePath) {
+				return errdefs.InvalidArgument("log_path", "%v", err)
+			}
 			return fmt.Errorf("container %s: %w", r.ID, err)
 		}
 	}

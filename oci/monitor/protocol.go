@@ -67,9 +67,12 @@ type attachOpts struct {
 // CreateRequest asks the monitor to create a container from a bundle directory holding config.json and
 // the mounted rootfs.
 type CreateRequest struct {
-	ID        string `json:"id"`
-	Bundle    string `json:"bundle"`
-	LogPath   string `json:"log_path,omitempty"` // CRI log file; empty discards the output
+	ID      string `json:"id"`
+	Bundle  string `json:"bundle"`
+	LogPath string `json:"log_path,omitempty"` // CRI log file; empty discards the output
+	// LogDir is the pod's log_directory, which LogPath lies beneath: the file is opened with no symlink below it.
+	// Empty (an older berthd): LogPath's parent.
+	LogDir    string `json:"log_dir,omitempty"`
 	Stdin     bool   `json:"stdin,omitempty"`
 	StdinOnce bool   `json:"stdin_once,omitempty"` // stdin closes when the first attacher with stdin detaches
 	TTY       bool   `json:"tty,omitempty"`        // must match the spec's process.terminal
