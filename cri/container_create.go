@@ -39,6 +39,9 @@ func (s *RuntimeServer) CreateContainer(ctx context.Context, r *runtimeapi.Creat
 	if pod.State != podReady {
 		return nil, errdefs.FailedPrecondition("pod sandbox %s is not ready", podID)
 	}
+	if err := validateContainerConfig(pod.Config, cfg); err != nil {
+		return nil, err
+	}
 	key := containerNameKey(podID, cfg.GetMetadata())
 	res, first := s.ctrNames.reserve(key, newID())
 	if !first {
@@ -153,7 +156,7 @@ func (s *RuntimeServer) createContainer(ctx context.Context, id string, podRec p
 	if err := os.WriteFile(filepath.Join(bundle, "config.json"), data, 0o600); err != nil {
 		return fmt.Errorf("create container %s: %w", id, err)
 	}
-	if err := mon.Create(ctx, monitor.CreateRequest{ID: id, Bundle: bundle, LogPath: rec.LogPath,
+	if err := mon.Create(ctx, monitor.CreateRequest{ID: id, Bundle: bundle, LogPath: rec.LogPath, LogDir: logDir(podRec.Config, rec.LogPath),
 		Stdin: cfg.GetStdin(), StdinOnce: cfg.GetStdinOnce(), TTY: cfg.GetTty()}); err != nil {
 		return fmt.Errorf("create container %s: %w", id, err)
 	}
@@ -212,12 +215,21 @@ func ociPod(p *sandbox.Pod, cfg *runtimeapi.PodSandboxConfig) oci.Pod {
 	}
 }
 
-// logPath is the container's CRI log file: the pod's log directory joined with the container's relative log path.
+// logPath is the container's CRI log file: the pod's log directory joined with the container's relative log path,
+// which validateContainerConfig made sure stays inside it.
 func logPath(pod *runtimeapi.PodSandboxConfig, c *runtimeapi.ContainerConfig) string {
 	if pod.GetLogDirectory() == "" || c.GetLogPath() == "" {
 		return ""
 	}
 	return filepath.Join(pod.GetLogDirectory(), c.GetLogPath())
+}
+
+// logDir is the directory the monitor opens the log file beneath, with no symlink on the way from there.
+func logDir(pod *runtimeapi.PodSandboxConfig, logPath string) string {
+	if logPath == "" {
+		return ""
+	}
+	return filepath.Clean(pod.GetLogDirectory())
 }
 
 func containerNameKey(podID string, md *runtimeapi.ContainerMetadata) string {

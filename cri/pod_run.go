@@ -10,7 +10,6 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berthcri/berth/internal/errdefs"
-	"github.com/berthcri/berth/oci"
 	"github.com/berthcri/berth/sandbox"
 )
 
@@ -91,24 +90,6 @@ func (s *RuntimeServer) runPod(ctx context.Context, id string, r *runtimeapi.Run
 	log.Info("pod ready", "name", r.GetConfig().GetMetadata().GetName(), "namespace", r.GetConfig().GetMetadata().GetNamespace(), "ips", ips)
 	s.emitPodEvent(rec, runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT, runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT)
 	return nil
-}
-
-func validatePodConfig(cfg *runtimeapi.PodSandboxConfig) error {
-	if cfg == nil {
-		return errdefs.InvalidArgument("config", "missing")
-	}
-	md := cfg.GetMetadata()
-	for field, v := range map[string]string{"config.metadata.name": md.GetName(), "config.metadata.namespace": md.GetNamespace(), "config.metadata.uid": md.GetUid()} {
-		if v == "" {
-			return errdefs.InvalidArgument(field, "must be set")
-		}
-	}
-	ns := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
-	if err := oci.ValidateSysctls(cfg.GetLinux().GetSysctls(), ns.GetNetwork() == runtimeapi.NamespaceMode_NODE,
-		ns.GetIpc() == runtimeapi.NamespaceMode_NODE); err != nil {
-		return err
-	}
-	return oci.ValidateUserNamespace(userNamespace(ns.GetUsernsOptions()))
 }
 
 func sandboxConfig(id string, cfg *runtimeapi.PodSandboxConfig) sandbox.Config {
