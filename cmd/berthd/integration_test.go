@@ -330,8 +330,15 @@ func runTestPod(t *testing.T, rt runtimeapi.RuntimeServiceClient, cfg *runtimeap
 	}
 	id := pod.PodSandboxId
 	t.Cleanup(func() {
-		rt.StopPodSandbox(context.Background(), &runtimeapi.StopPodSandboxRequest{PodSandboxId: id})
-		rt.RemovePodSandbox(context.Background(), &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id})
+		// Bounded: a stop that hangs fails the test with its error instead of holding it to the binary's timeout.
+		c, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if _, err := rt.StopPodSandbox(c, &runtimeapi.StopPodSandboxRequest{PodSandboxId: id}); err != nil {
+			t.Errorf("StopPodSandbox(%s): %v", id, err)
+		}
+		if _, err := rt.RemovePodSandbox(c, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id}); err != nil {
+			t.Errorf("RemovePodSandbox(%s): %v", id, err)
+		}
 	})
 	return id
 }
