@@ -85,11 +85,13 @@ func TestHostileCRISeccompProfile(t *testing.T) {
 		}
 	})
 	big := filepath.Join(d.dir, "big.json")
-	if err := os.WriteFile(big, bytes.Repeat([]byte(" "), 1<<20+1), 0o600); err != nil {
+	// A valid profile, padded past the cap: read whole, it would be accepted.
+	if err := os.WriteFile(big, append([]byte(`{"defaultAction": "SCMP_ACT_ALLOW"}`), bytes.Repeat([]byte(" "), 1<<20)...), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	for _, tc := range []struct{ name, path string }{
-		{"fifo", fifo}, {"dev-zero", "/dev/zero"}, {"over-cap", big}, {"directory", d.dir},
+	for _, tc := range []struct{ name, path, want string }{
+		{"fifo", fifo, "not a regular file"}, {"dev-zero", "/dev/zero", "not a regular file"},
+		{"over-cap", big, "over the limit"}, {"directory", d.dir, "not a regular file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := hostileContainer(tc.name)
@@ -98,6 +100,9 @@ func TestHostileCRISeccompProfile(t *testing.T) {
 			defer cancel()
 			_, err := rt.CreateContainer(cctx, &runtimeapi.CreateContainerRequest{PodSandboxId: pod, SandboxConfig: podCfg, Config: cfg})
 			wantCode(t, err, codes.InvalidArgument, "linux.security_context.seccomp.localhost_ref")
+			if !strings.Contains(status.Convert(err).Message(), tc.want) {
+				t.Errorf("error %q does not say %q", status.Convert(err).Message(), tc.want)
+			}
 			stillServes(t, rt)
 		})
 	}
