@@ -596,3 +596,37 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestCreateLogPathBeneathLogDir: the monitor (root) refuses a log path outside LogDir or through a symlink below
+// it with InvalidArgument, writing nothing to the symlink's target, and a refused create leaves nothing behind.
+func TestCreateLogPathBeneathLogDir(t *testing.T) {
+	e := newEnv(t)
+	c := e.start("p1", false)
+	ctx := ctxT(t, 30*time.Second)
+	b := e.bundle("p1", "c1", []string{"sh", "-c", "echo out"})
+	logDir := filepath.Join(e.dir, "logs")
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	victim := filepath.Join(e.dir, "victim")
+	if err := os.WriteFile(victim, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(victim, filepath.Join(logDir, "link.log")); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{filepath.Join(logDir, "link.log"), victim} {
+		if err := c.Create(ctx, CreateRequest{ID: "c1", Bundle: b, LogPath: p, LogDir: logDir}); !errdefs.IsInvalidArgument(err) {
+			t.Errorf("log path %s: %v, want InvalidArgument", p, err)
+		}
+	}
+	if st, _ := c.State(ctx); len(st) != 0 {
+		t.Errorf("state after refused creates = %+v", st)
+	}
+	if err := c.Create(ctx, CreateRequest{ID: "c1", Bundle: b, LogPath: filepath.Join(logDir, "c1.log"), LogDir: logDir}); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(victim); len(b) != 0 {
+		t.Errorf("symlink target written: %q", b)
+	}
+}
