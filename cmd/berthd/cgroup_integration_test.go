@@ -19,11 +19,7 @@ import (
 // CreateContainer and again after UpdateContainerResources.
 func TestContainerResourcesInCgroup(t *testing.T) {
 	d := newPodDaemon(t)
-	d.start(t)
-	rt, img := d.clients(t)
-	if _, err := img.PullImage(ctx(t), &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: testImage}}); err != nil {
-		t.Fatal(err)
-	}
+	rt, _ := d.startWithTestImage(t)
 	pc := podConfig(d.dir, "resources")
 	podID := runTestPod(t, rt, pc)
 	cfg := containerConfig("resources", "sleep", "3600")

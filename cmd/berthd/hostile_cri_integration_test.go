@@ -26,11 +26,7 @@ func hostilePod(t *testing.T) (*daemon, runtimeapi.RuntimeServiceClient, *runtim
 	t.Helper()
 	needImages(t)
 	d := newDaemon(t, "")
-	d.start(t)
-	rt, img := d.clients(t)
-	if _, err := img.PullImage(ctx(t), &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: testImage}}); err != nil {
-		t.Fatal(err)
-	}
+	rt, _ := d.startWithTestImage(t)
 	podCfg := &runtimeapi.PodSandboxConfig{
 		Metadata:     &runtimeapi.PodSandboxMetadata{Name: "hostile", Namespace: "test", Uid: "hostile-uid"},
 		LogDirectory: filepath.Join(d.dir, "logs"),

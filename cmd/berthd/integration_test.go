@@ -153,6 +153,17 @@ func (d *daemon) clients(t *testing.T) (runtimeapi.RuntimeServiceClient, runtime
 	return runtimeapi.NewRuntimeServiceClient(conn), runtimeapi.NewImageServiceClient(conn)
 }
 
+// startWithTestImage starts the daemon and pulls testImage into it, what most pod tests begin with.
+func (d *daemon) startWithTestImage(t *testing.T) (runtimeapi.RuntimeServiceClient, runtimeapi.ImageServiceClient) {
+	t.Helper()
+	d.start(t)
+	rt, img := d.clients(t)
+	if _, err := img.PullImage(ctx(t), &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: testImage}}); err != nil {
+		t.Fatal(err)
+	}
+	return rt, img
+}
+
 func ctx(t *testing.T) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)

@@ -78,11 +78,7 @@ func containerState(t *testing.T, rt runtimeapi.RuntimeServiceClient, id string)
 // visible, and once everything is removed nothing is left on the host.
 func TestKillRecovery(t *testing.T) {
 	d := newPodDaemon(t)
-	d.start(t)
-	rt, img := d.clients(t)
-	if _, err := img.PullImage(ctx(t), &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: testImage}}); err != nil {
-		t.Fatal(err)
-	}
+	rt, _ := d.startWithTestImage(t)
 	_, logger, err := runContainer(ctx(t), rt, d.dir, "logger", "sh", "-c", "i=0; while true; do echo line $i; i=$((i+1)); sleep 0.05; done")
 	if err != nil {
 		t.Fatal(err)

@@ -18,11 +18,7 @@ import (
 func TestSeccompRuntimeDefault(t *testing.T) {
 	needImages(t)
 	d := newDaemon(t, "")
-	d.start(t)
-	rt, img := d.clients(t)
-	if _, err := img.PullImage(ctx(t), &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: testImage}}); err != nil {
-		t.Fatal(err)
-	}
+	rt, _ := d.startWithTestImage(t)
 	// Host network: no CNI needed. Privileged, so that one of its containers may be.
 	podCfg := &runtimeapi.PodSandboxConfig{
 		Metadata:     &runtimeapi.PodSandboxMetadata{Name: "seccomp", Namespace: "test", Uid: "seccomp-uid"},

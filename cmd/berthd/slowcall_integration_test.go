@@ -17,11 +17,7 @@ import (
 // Once a caller got it, another create with the same name is AlreadyExists.
 func TestSlowCallRetry(t *testing.T) {
 	d := newPodDaemon(t)
-	d.start(t)
-	rt, img := d.clients(t)
-	if _, err := img.PullImage(ctx(t), &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: testImage}}); err != nil {
-		t.Fatal(err)
-	}
+	rt, _ := d.startWithTestImage(t)
 	pc := podConfig(d.dir, "slow")
 	short, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
 	_, err := rt.RunPodSandbox(short, &runtimeapi.RunPodSandboxRequest{Config: pc})
