@@ -18,7 +18,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -101,9 +100,6 @@ func openBeneath(dir, name string) (*os.File, error) {
 	flags := unix.O_WRONLY | unix.O_CREAT | unix.O_APPEND | unix.O_CLOEXEC | unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_NOCTTY
 	fd, err := unix.Openat2(dfd, name, &unix.OpenHow{Flags: uint64(flags), Mode: 0o640,
 		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS})
-	if err == unix.ENOSYS {
-		fd, err = openWalk(dfd, name, flags)
-	}
 	if err != nil {
 		switch err {
 		case unix.ELOOP, unix.EXDEV: // a symlink, "..", an absolute path on the way
@@ -128,29 +124,6 @@ func openBeneath(dir, name string) (*os.File, error) {
 		return nil, err
 	}
 	return os.NewFile(uintptr(fd), filepath.Join(dir, name)), nil
-}
-
-// openWalk is openBeneath for kernels without openat2 (before 5.6): each directory below dfd is opened
-// O_NOFOLLOW, then the file itself.
-func openWalk(dfd int, name string, flags int) (int, error) {
-	parts := strings.Split(filepath.Clean(name), "/")
-	cur := dfd
-	defer func() {
-		if cur != dfd {
-			unix.Close(cur)
-		}
-	}()
-	for _, p := range parts[:len(parts)-1] {
-		next, err := unix.Openat(cur, p, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return -1, err
-		}
-		if cur != dfd {
-			unix.Close(cur)
-		}
-		cur = next
-	}
-	return unix.Openat(cur, parts[len(parts)-1], flags, 0o640)
 }
 
 // Path is the file's path.
