@@ -482,7 +482,13 @@ func (s *server) reopenLog(id string) error {
 	if c.log == nil {
 		return nil
 	}
-	return c.log.Reopen()
+	if err := c.log.Reopen(); err != nil {
+		if errors.Is(err, crilog.ErrUnsafePath) { // replaced by a symlink or a non-file since it was opened
+			return errdefs.FailedPrecondition("container %s: %v", id, err)
+		}
+		return err
+	}
+	return nil
 }
 
 func statusName(s Status) string {

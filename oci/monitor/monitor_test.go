@@ -630,3 +630,39 @@ func TestCreateLogPathBeneathLogDir(t *testing.T) {
 		t.Errorf("symlink target written: %q", b)
 	}
 }
+
+// A log path replaced by a symlink after a rotation: ReopenLog refuses it as FailedPrecondition (the request was
+// fine, the file on disk is not), not Unknown, and writes nothing through the link.
+func TestReopenLogRefusesSymlink(t *testing.T) {
+	e := newEnv(t)
+	c := e.start("p1", false)
+	ctx := ctxT(t, 30*time.Second)
+	b := e.bundle("p1", "c1", []string{"sleep", "30"})
+	logDir := filepath.Join(e.dir, "logs")
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(logDir, "c1.log")
+	if err := c.Create(ctx, CreateRequest{ID: "c1", Bundle: b, LogPath: logPath, LogDir: logDir}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(ctx, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	victim := filepath.Join(e.dir, "victim")
+	if err := os.WriteFile(victim, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(logPath, logPath+".1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(victim, logPath); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ReopenLog(ctx, "c1"); !errdefs.IsFailedPrecondition(err) {
+		t.Errorf("ReopenLog through a symlink: %v, want FailedPrecondition", err)
+	}
+	if b, _ := os.ReadFile(victim); len(b) != 0 {
+		t.Errorf("symlink target written: %q", b)
+	}
+}
