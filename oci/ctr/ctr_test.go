@@ -46,7 +46,7 @@ func TestLoad(t *testing.T) {
 
 func TestPidAndSignalCheckStartTime(t *testing.T) {
 	self := os.Getpid()
-	start := processStart(self)
+	start := ProcessStart(self)
 	if start == 0 {
 		t.Fatal("no start time for this process")
 	}
