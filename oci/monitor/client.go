@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -50,6 +51,7 @@ type Client struct {
 	proc     *process
 	pause    *process // nil without a pause process, or when it was gone at Connect (pauseErr)
 	pauseErr error
+	stopping atomic.Bool // Shutdown was called
 }
 
 // connectTimeout bounds Connect's handshake.
@@ -191,6 +193,9 @@ func (c *Client) Close() error {
 	return err
 }
 
+// Stopping says whether Shutdown was called: the exits of the monitor and its pause that follow were asked for.
+func (c *Client) Stopping() bool { return c.stopping.Load() }
+
 // Wait returns nil once the monitor process has exited, an error when ctx ends or the Client is closed first.
 func (c *Client) Wait(ctx context.Context) error { return c.proc.wait(ctx) }
 
@@ -281,6 +286,7 @@ func (c *Client) ReopenLog(ctx context.Context, id string) error {
 
 // Shutdown removes every container left, stops the pause process and waits for the monitor to exit.
 func (c *Client) Shutdown(ctx context.Context) error {
+	c.stopping.Store(true)
 	if _, err := c.call(ctx, request{Op: opShutdown}); err != nil {
 		return err
 	}
