@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/berthcri/berth/internal/errdefs"
 )
 
 // stopPause must not signal the pause's pid once the pause is gone: the pid may be another process's by then. The
@@ -54,5 +56,57 @@ func TestStopPauseSkipsReusedPid(t *testing.T) {
 	}
 	if _, err := os.Stat(s.dir + "/" + PausePidName); !os.IsNotExist(err) {
 		t.Errorf("%s left after stopPause: %v", PausePidName, err)
+	}
+}
+
+// Once the pause process has died, its namespaces are not opened by pid: a stand-in given the pid (simulated by
+// pointing the handle at another process) would lend its own. CheckPause says why, for a Client connected before
+// and after the death.
+func TestPauseNamespaceAfterPauseDied(t *testing.T) {
+	e := newEnv(t)
+	c := e.start("p1", true) // closed by nothing: the test's shutdown needs its pidfd
+	if err := c.CheckPause(); err != nil {
+		t.Fatalf("CheckPause of a running pause: %v", err)
+	}
+	ns, err := c.PauseNamespace("pid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Close()
+	if err := unix.Kill(c.PausePid(), unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	ctx := ctxT(t, 10*time.Second)
+	if err := c.WaitPause(ctx); err != nil {
+		t.Fatalf("WaitPause: %v", err)
+	}
+	standIn := exec.Command("sleep", "1033")
+	if err := standIn.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { standIn.Process.Kill(); standIn.Wait() }()
+	c.pause.pid = standIn.Process.Pid
+	// The pidfd is checked after the open, which succeeds: /proc/<pid> is the stand-in's.
+	if ns, err := c.pause.namespace("pid"); !errdefs.IsFailedPrecondition(err) {
+		if ns != nil {
+			ns.Close()
+		}
+		t.Errorf("namespace of the dead pause's pid = %v, want FailedPrecondition", err)
+	}
+	if ns, err := c.PauseNamespace("pid"); !errdefs.IsFailedPrecondition(err) {
+		if ns != nil {
+			ns.Close()
+		}
+		t.Errorf("PauseNamespace after the pause died = %v, want FailedPrecondition", err)
+	}
+	later, err := Connect(c.Dir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer later.Close()
+	for name, cl := range map[string]*Client{"connected before": c, "connected after": later} {
+		if err := cl.CheckPause(); !errdefs.IsFailedPrecondition(err) {
+			t.Errorf("%s: CheckPause after the pause died = %v, want FailedPrecondition", name, err)
+		}
 	}
 }
