@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -18,8 +19,10 @@ import (
 // process is a pidfd: a handle on one process that a reused pid cannot redirect. It is non-blocking, so a wait
 // parks its goroutine in the Go runtime's netpoller (one epoll for every pidfd of the process), not on a thread.
 type process struct {
-	pid int
-	f   *os.File
+	pid       int
+	f         *os.File
+	closed    chan struct{} // closed by close: waits return
+	closeOnce sync.Once
 }
 
 // errExited is the error of a process that has exited.
@@ -36,7 +39,7 @@ func openProcess(pid int, start uint64) (*process, error) {
 	if err != nil {
 		return nil, fmt.Errorf("process %d: %w", pid, os.NewSyscallError("pidfd_open", err))
 	}
-	p := &process{pid: pid, f: os.NewFile(uintptr(fd), "pidfd "+strconv.Itoa(pid))}
+	p := newPidfd(pid, fd)
 	// Read after the pidfd is open: if the start time still matches, the pidfd is of that process.
 	if start != 0 && ctr.ProcessStart(pid) != start {
 		p.close()
@@ -51,7 +54,11 @@ func newProcess(pid, fd int) (*process, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("pidfd of %d: %w", pid, err)
 	}
-	return &process{pid: pid, f: os.NewFile(uintptr(fd), "pidfd "+strconv.Itoa(pid))}, nil
+	return newPidfd(pid, fd), nil
+}
+
+func newPidfd(pid, fd int) *process {
+	return &process{pid: pid, f: os.NewFile(uintptr(fd), "pidfd "+strconv.Itoa(pid)), closed: make(chan struct{})}
 }
 
 // control runs fn on the pidfd (File.Fd would make it blocking, and take it off the netpoller).
@@ -77,21 +84,50 @@ func (p *process) exited() bool {
 	return err != nil || n > 0
 }
 
-// wait returns nil once the process exited, or an error when ctx ends or the pidfd is closed first.
+// wait returns nil once the process exited, or an error when ctx ends or the pidfd is closed first. Each wait
+// polls a duplicate of the pidfd, so that one waiter's deadline does not end another's wait.
 func (p *process) wait(ctx context.Context) error {
-	rc, err := p.f.SyscallConn()
+	var dup int
+	if err := p.control(func(fd int) (err error) {
+		dup, err = unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+		return err
+	}); err != nil {
+		return fmt.Errorf("wait for process %d: %w", p.pid, err)
+	}
+	f := os.NewFile(uintptr(dup), p.f.Name()) // non-blocking like the original: O_NONBLOCK is shared
+	defer f.Close()
+	rc, err := f.SyscallConn()
 	if err != nil {
 		return err
 	}
-	stop := context.AfterFunc(ctx, func() { p.f.SetReadDeadline(time.Unix(1, 0)) })
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { f.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
+	go func() {
+		select {
+		case <-p.closed:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	// The callback says whether the pidfd is readable; until it is, the netpoller waits for it.
+	var perr error
 	err = rc.Read(func(fd uintptr) bool {
-		n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 0)
-		return n > 0 || err != nil && err != unix.EINTR
+		var n int
+		n, perr = unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 0)
+		return n > 0 || perr != nil && perr != unix.EINTR
 	})
+	select {
+	case <-p.closed:
+		return fmt.Errorf("wait for process %d: %w", p.pid, os.ErrClosed)
+	default:
+	}
 	if ctx.Err() != nil {
 		return ctx.Err()
+	}
+	if err == nil && perr != nil {
+		err = os.NewSyscallError("poll", perr)
 	}
 	return err
 }
@@ -122,4 +158,7 @@ func (p *process) namespace(kind string) (*os.File, error) {
 	return nil, fmt.Errorf("%s namespace of process %d: %w", kind, p.pid, err)
 }
 
-func (p *process) close() error { return p.f.Close() }
+func (p *process) close() error {
+	p.closeOnce.Do(func() { close(p.closed) })
+	return p.f.Close()
+}
