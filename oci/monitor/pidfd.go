@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"strconv"
-	"sync"
 	"syscall"
 	"time"
 
@@ -19,10 +18,10 @@ import (
 // process is a pidfd: a handle on one process that a reused pid cannot redirect. It is non-blocking, so a wait
 // parks its goroutine in the Go runtime's netpoller (one epoll for every pidfd of the process), not on a thread.
 type process struct {
-	pid       int
-	f         *os.File
-	closed    chan struct{} // closed by close: waits return
-	closeOnce sync.Once
+	pid     int
+	f       *os.File
+	closed  context.Context // done once close was called: waits return
+	setDone context.CancelFunc
 }
 
 // errExited is the error of a process that has exited.
@@ -58,7 +57,8 @@ func newProcess(pid, fd int) (*process, error) {
 }
 
 func newPidfd(pid, fd int) *process {
-	return &process{pid: pid, f: os.NewFile(uintptr(fd), "pidfd "+strconv.Itoa(pid)), closed: make(chan struct{})}
+	closed, setDone := context.WithCancel(context.Background())
+	return &process{pid: pid, f: os.NewFile(uintptr(fd), "pidfd "+strconv.Itoa(pid)), closed: closed, setDone: setDone}
 }
 
 // control runs fn on the pidfd (File.Fd would make it blocking, and take it off the netpoller).
@@ -100,17 +100,10 @@ func (p *process) wait(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stop := context.AfterFunc(ctx, func() { f.SetReadDeadline(time.Unix(1, 0)) })
+	interrupt := func() { f.SetReadDeadline(time.Unix(1, 0)) }
+	stop, stopClosed := context.AfterFunc(ctx, interrupt), context.AfterFunc(p.closed, interrupt)
 	defer stop()
-	go func() {
-		select {
-		case <-p.closed:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+	defer stopClosed()
 	// The callback says whether the pidfd is readable; until it is, the netpoller waits for it.
 	var perr error
 	err = rc.Read(func(fd uintptr) bool {
@@ -118,10 +111,8 @@ func (p *process) wait(ctx context.Context) error {
 		n, perr = unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 0)
 		return n > 0 || perr != nil && perr != unix.EINTR
 	})
-	select {
-	case <-p.closed:
+	if p.closed.Err() != nil {
 		return fmt.Errorf("wait for process %d: %w", p.pid, os.ErrClosed)
-	default:
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()
@@ -159,6 +150,6 @@ func (p *process) namespace(kind string) (*os.File, error) {
 }
 
 func (p *process) close() error {
-	p.closeOnce.Do(func() { close(p.closed) })
+	p.setDone()
 	return p.f.Close()
 }
