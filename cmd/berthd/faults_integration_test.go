@@ -195,8 +195,8 @@ func TestExitWithFullStateDir(t *testing.T) {
 	checkNoLeaks(t, d)
 }
 
-// A pod whose pause process died: CreateContainer fails with FailedPrecondition instead of joining the namespaces
-// of whatever process has the pause's pid now, and the pod is not ready.
+// A pod whose pause process died is not ready within seconds, and CreateContainer fails with FailedPrecondition
+// instead of joining the namespaces of whatever process has the pause's pid now.
 func TestCreateContainerPauseDead(t *testing.T) {
 	d := newPodDaemon(t)
 	rt, _ := d.startWithTestImage(t)
@@ -205,8 +205,17 @@ func TestCreateContainerPauseDead(t *testing.T) {
 	pod := runTestPod(t, rt, pc)
 	pause := podFilePid(t, d, pod, "pause.pid")
 	syscall.Kill(pause, syscall.SIGKILL)
-	for syscall.Kill(pause, 0) == nil {
-		time.Sleep(10 * time.Millisecond)
+	// berthd notices the death itself, within seconds.
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		p, err := rt.PodSandboxStatus(ctx(t), &runtimeapi.PodSandboxStatusRequest{PodSandboxId: pod})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Status.State == runtimeapi.PodSandboxState_SANDBOX_NOTREADY {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	_, err := rt.CreateContainer(ctx(t), &runtimeapi.CreateContainerRequest{PodSandboxId: pod,
 		Config: containerConfig("late", "sleep", "1023"), SandboxConfig: pc})
@@ -218,7 +227,7 @@ func TestCreateContainerPauseDead(t *testing.T) {
 		t.Fatal(err)
 	}
 	if p.Status.State != runtimeapi.PodSandboxState_SANDBOX_NOTREADY {
-		t.Fatalf("pod is %v after its pause died, want NOTREADY", p.Status.State)
+		t.Fatalf("pod is %v 10 s after its pause died, want NOTREADY", p.Status.State)
 	}
 	list, err := rt.ListContainers(ctx(t), &runtimeapi.ListContainersRequest{Filter: &runtimeapi.ContainerFilter{PodSandboxId: pod}})
 	if err != nil || len(list.Containers) != 0 {
