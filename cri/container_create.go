@@ -73,6 +73,10 @@ func (s *RuntimeServer) createContainer(ctx context.Context, id string, podRec p
 	if pod == nil {
 		return errdefs.FailedPrecondition("pod sandbox %s has no running runtime", podRec.ID)
 	}
+	if err := pod.CheckPause(); err != nil {
+		s.podLost(podRec.ID, "its pause process exited")
+		return fmt.Errorf("create container %s: %w", id, err)
+	}
 	mon, ok := pod.Monitor().(*monitor.Client)
 	if !ok || mon == nil {
 		return fmt.Errorf("pod sandbox %s: monitor not reachable: %w", podRec.ID, errdefs.ErrUnavailable)

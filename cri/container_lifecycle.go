@@ -161,6 +161,11 @@ func (s *RuntimeServer) onExit(id string) {
 }
 
 func (s *RuntimeServer) markExited(id string, e *monitor.Exit, message string) error {
+	return s.recordExit(id, e, exitReason(e), message)
+}
+
+// recordExit moves the container to exited with e, reason and message, unless it is there already.
+func (s *RuntimeServer) recordExit(id string, e *monitor.Exit, reason, message string) error {
 	exited := false
 	_, err := s.containers.Update(id, func(c *containerRecord) error {
 		if c.State == ctrExited {
@@ -169,7 +174,7 @@ func (s *RuntimeServer) markExited(id string, e *monitor.Exit, message string) e
 		exited = true
 		c.State = ctrExited
 		c.ExitCode = int32(e.ExitCode)
-		c.Reason = exitReason(e)
+		c.Reason = reason
 		c.Message = message
 		c.FinishedAt = e.FinishedAt.UnixNano()
 		if c.StartedAt == 0 && !e.StartedAt.IsZero() {

@@ -15,8 +15,9 @@ import (
 //	                    │                └──────────RemovePodSandbox (stops first)──────────────────┘
 //	                    └─fails─► rolled back, record deleted
 //
-// A berthd that dies during creating finds the record at start and rolls the pod back. A pod whose monitor is gone
-// (or whose runtime dir vanished with a reboot) is reported notready.
+// A berthd that dies during creating finds the record at start and rolls the pod back. A pod whose monitor or pause
+// process dies (berthd waits on their pidfds, monitors.go), whose monitor is gone at start, or whose runtime dir
+// vanished with a reboot, goes ready → notready.
 //
 // Container states:
 //
@@ -25,6 +26,8 @@ import (
 //	                      └─fails─► rolled back, record deleted      RemoveContainer (any state) ─► deleted
 //
 // The monitor records each exit in <bundle>/exit.json; berthd watches for it (exits.go) and moves running → exited.
+// When the monitor dies, berthd kills its created and running containers and moves them to exited itself: exit code
+// 137, reason MonitorDied.
 type (
 	podState       string
 	containerState string

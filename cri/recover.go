@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"syscall"
-	"time"
 
 	"github.com/berthcri/berth/image"
 	"github.com/berthcri/berth/internal/errdefs"
@@ -72,6 +70,12 @@ func (s *RuntimeServer) Recover(ctx context.Context) error {
 			return err
 		}
 	}
+	// Watched once their containers are recovered: a monitor that dies from now on is handled by onMonitorExit.
+	for id, rp := range runtimes {
+		if _, ok := s.pods.Get(id); ok {
+			s.watchPod(id, rp.Pod)
+		}
+	}
 	return nil
 }
 
@@ -107,11 +111,10 @@ func (s *RuntimeServer) recoverContainer(ctx context.Context, rec containerRecor
 		}
 		err = errors.Join(serr, errors.New("the monitor does not know the container"))
 	}
-	// Nobody holds the container's stdio or will record its exit: end it and say so.
-	log.Warn("recover: container lost its monitor; killing it", "err", err)
-	_ = s.signal(rec.ID, syscall.SIGKILL, true)
-	return s.markExited(rec.ID, &monitor.Exit{ExitCode: 137, Signal: "SIGKILL", FinishedAt: time.Now()},
-		"berthd found the container without a running monitor")
+	// Nobody holds the container's stdio or will record its exit: end it and say so, as for a monitor that dies
+	// while berthd runs.
+	log.Warn("recover: container lost its monitor", "err", err)
+	return s.endLostContainer(rec, reasonMonitorDied, "berthd found the container without a running monitor: "+err.Error())
 }
 
 // forgetContainer removes whatever a stopped (or never started) container left on the host, then its record. It
@@ -122,7 +125,7 @@ func (s *RuntimeServer) forgetContainer(ctx context.Context, rec containerRecord
 			return fmt.Errorf("clean up container %s: %w", rec.ID, err)
 		}
 	}
-	if err := s.opts.Containers.Destroy(rec.ID); err != nil && !errdefs.IsNotFound(err) {
+	if err := s.opts.Containers.Destroy(ctx, rec.ID); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("clean up container %s: %w", rec.ID, err)
 	}
 	if err := errors.Join(unmountImageVolumes(rec.ImageVolumes), image.UnmountRootfs(filepath.Join(rec.Bundle, "rootfs"))); err != nil {

@@ -4,6 +4,7 @@
 package cri
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -50,6 +51,9 @@ type RuntimeServer struct {
 	cpu        cpuSampler    // usage_nano_cores (stats_cpu.go)
 	layers     *layerUsage   // writable layer sizes (stats_layer.go)
 	streams    *streamServer // set by ServeStreams before the CRI is served
+	// watchCtx bounds the waits on pod monitors and pause processes (monitors.go); Close ends it.
+	watchCtx  context.Context
+	stopWatch context.CancelFunc
 
 	mu       sync.Mutex
 	podCIDR  string                  // from UpdateRuntimeConfig; kept for the network stage
@@ -66,6 +70,7 @@ func NewRuntimeServer(opts RuntimeOptions) (*RuntimeServer, error) {
 		s.log = slog.Default()
 	}
 	s.events, s.layers = newEventBus(s.log), newLayerUsage(s.log)
+	s.watchCtx, s.stopWatch = context.WithCancel(context.Background())
 	if opts.RootDir == "" {
 		return s, nil // runtime-info only (tests of Version/Status)
 	}
@@ -84,6 +89,7 @@ func NewRuntimeServer(opts RuntimeOptions) (*RuntimeServer, error) {
 
 // Close ends event streams and stops watching for exits. Running workloads are not touched.
 func (s *RuntimeServer) Close() error {
+	s.stopWatch()
 	s.events.close()
 	if s.exits != nil {
 		return s.exits.close()

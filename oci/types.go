@@ -42,7 +42,8 @@ type Pod struct {
 	// NetNS, IPCNS and UTSNS are the pod's pinned namespace files (<state>/pods/<id>/ns/{net,ipc,uts});
 	// "" means the pod uses the host's.
 	NetNS, IPCNS, UTSNS string
-	// PIDNS is the pod's shared PID namespace (/proc/<pause pid>/ns/pid); "" when the pod shares none.
+	// PIDNS is the pod's shared PID namespace, its pause process's pinned (<state>/pods/<id>/ns/pid); "" when the pod
+	// shares none.
 	PIDNS string
 	// UserNS is the pod's pinned user namespace to join, if sandbox/ keeps one; with "" and user namespace mode
 	// POD each container gets a new user namespace with the pod's mappings.

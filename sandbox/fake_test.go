@@ -3,6 +3,7 @@ package sandbox
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -104,6 +105,14 @@ func (f *fakeMonitors) Connect(dir string) (Monitor, error) {
 }
 
 func (m *fakeMonitor) PausePid() int { return m.pause }
+
+func (m *fakeMonitor) PauseNamespace(kind string) (*os.File, error) {
+	return os.Open(fmt.Sprintf("/proc/%d/ns/%s", m.pause, kind))
+}
+
+func (m *fakeMonitor) CheckPause() error { return nil }
+
+func (m *fakeMonitor) Close() error { return nil }
 
 func (m *fakeMonitor) Shutdown(context.Context) error {
 	m.fm.mu.Lock()

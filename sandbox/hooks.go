@@ -3,6 +3,7 @@ package sandbox
 import (
 	"context"
 	"net/netip"
+	"os"
 )
 
 // Monitors starts and finds pod monitors. oci/monitor provides them: the daemon wraps monitor.Start and
@@ -16,8 +17,14 @@ type Monitors interface {
 
 // Monitor is what sandbox needs of a running pod monitor.
 type Monitor interface {
-	PausePid() int                      // the pod's PID-namespace init, 0 when it has none
+	PausePid() int // the pod's PID-namespace init, 0 when it has none; for display: the pid may be reused
+	// PauseNamespace opens the pause process's namespace of kind ("pid", "user", "net", "ipc", "uts"), checked to
+	// be the pause's own; a pause that has exited is an error wrapping errdefs.ErrFailedPrecondition.
+	PauseNamespace(kind string) (*os.File, error)
+	// CheckPause is nil without a pause process or while it runs, else an error wrapping ErrFailedPrecondition.
+	CheckPause() error
 	Shutdown(ctx context.Context) error // the monitor (and its pause process) exits
+	Close() error                       // releases what the handle holds; the monitor is not touched
 }
 
 // MonitorOptions tell a monitor where it lives.

@@ -263,11 +263,21 @@ func (m *Manager) Recover(ctx context.Context) ([]RecoveredPod, error) {
 		default:
 			if p.monitor, err = m.monitors.Connect(dir); err != nil {
 				err = fmt.Errorf("pod %s: monitor: %w", p.ID(), err)
+			} else if err = pinPIDNamespace(p); err != nil {
+				err = fmt.Errorf("pod %s: %w", p.ID(), err)
 			}
 		}
 		pods = append(pods, RecoveredPod{Pod: p, Err: err})
 	}
 	return pods, nil
+}
+
+// pinPIDNamespace pins the PID namespace of a pod that a berthd older than its pinning made.
+func pinPIDNamespace(p *Pod) error {
+	if p.cfg.Namespaces.PID != NamespacePod || exists(p.PIDNSPath()) {
+		return nil
+	}
+	return pinPauseNamespace(p, nsPID)
 }
 
 func exists(path string) bool {
@@ -318,6 +328,9 @@ func (m *Manager) startMonitor(ctx context.Context, p *Pod) error {
 		return err
 	}
 	p.monitor = mon
+	if p.cfg.Namespaces.PID == NamespacePod {
+		return pinPauseNamespace(p, nsPID)
+	}
 	return nil
 }
 
@@ -333,6 +346,9 @@ func (m *Manager) stopMonitor(ctx context.Context, p *Pod) error {
 		if mon, err = m.monitors.Connect(p.dir); err != nil {
 			m.log.Debug("pod monitor unreachable, killing its cgroup", "pod", p.ID(), "err", err)
 		}
+	}
+	if mon != nil {
+		defer mon.Close() // what watches the monitor learns that it is done with
 	}
 	grace := time.Duration(0)
 	if mon != nil {

@@ -69,7 +69,7 @@ func createNamespaces(nsDir string, kinds []nsKind) error {
 
 // removeNamespaces unpins and deletes every namespace file under nsDir; missing or unpinned files are fine.
 func removeNamespaces(nsDir string) error {
-	for _, k := range slices.Concat(nsKinds, []nsKind{nsUser}) {
+	for _, k := range slices.Concat(nsKinds, []nsKind{nsUser, nsPID}) {
 		p := filepath.Join(nsDir, string(k))
 		if err := unmountAll(p); err != nil {
 			return err

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 )
 
 // Files of the pod runtime dir <state>/pods/<id>/ that sandbox owns (the monitor owns monitor.*, pause*
@@ -66,12 +65,23 @@ func (p *Pod) IPCNSPath() string { return p.nsPath(nsIPC) }
 // UTSNSPath is the pinned UTS namespace, "" with host network (the UTS namespace follows the network's).
 func (p *Pod) UTSNSPath() string { return p.nsPath(nsUTS) }
 
-// PIDNSPath is the PID namespace of the pod's pause process, "" unless the pod shares one (PID mode POD).
+// PIDNSPath is the PID namespace of the pod's pause process, pinned, "" unless the pod shares one (PID mode POD).
+// Pinned rather than /proc/<pause pid>/ns/pid: once the pause has exited its pid may be another process's, whose
+// namespace a container would join; the pinned namespace of a dead pause takes no new process.
 func (p *Pod) PIDNSPath() string {
-	if p.cfg.Namespaces.PID != NamespacePod || p.monitor == nil || p.monitor.PausePid() <= 0 {
+	if p.cfg.Namespaces.PID != NamespacePod {
 		return ""
 	}
-	return "/proc/" + strconv.Itoa(p.monitor.PausePid()) + "/ns/pid"
+	return p.path(filepath.Join(nsDir, string(nsPID)))
+}
+
+// CheckPause is nil unless the pod's pause process has exited (an error wrapping errdefs.ErrFailedPrecondition):
+// the pod's PID namespace, or the user namespace it owned, is gone, and the pod cannot take new containers.
+func (p *Pod) CheckPause() error {
+	if p.monitor == nil {
+		return nil
+	}
+	return p.monitor.CheckPause()
 }
 
 func (p *Pod) HostnamePath() string { return p.path(hostnameFile) }

@@ -57,6 +57,9 @@ func maps(ms []IDMapping, id uint32) bool {
 // nsUser is the pinned user namespace of a pod that has its own.
 const nsUser nsKind = "user"
 
+// nsPID is the pinned PID namespace of the pause process of a pod that shares one.
+const nsPID nsKind = "pid"
+
 // UserNSPath is the pod's pinned user namespace, "" when the pod uses the host's.
 func (p *Pod) UserNSPath() string {
 	if p.cfg.UserNS == nil {
@@ -98,28 +101,37 @@ func (m *Manager) podStages(p *Pod, hostname string) []stage {
 // pinPauseNamespaces pins the user namespace of p's pause process and the namespaces it made for the pod on
 // <dir>/ns/<kind>.
 func pinPauseNamespaces(p *Pod) error {
-	pid := 0
-	if p.monitor != nil {
-		pid = p.monitor.PausePid()
-	}
-	if pid <= 0 {
+	if p.monitor == nil || p.monitor.PausePid() <= 0 {
 		return errors.New("the monitor runs no pause process to take the pod's namespaces from")
 	}
+	for _, k := range append([]nsKind{nsUser}, kindsOf(p)...) {
+		if err := pinPauseNamespace(p, k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pinPauseNamespace bind-mounts the pause process's namespace of kind k on <dir>/ns/<k>, opened through the
+// monitor's pidfd of the pause: never the namespace of a later process given its pid.
+func pinPauseNamespace(p *Pod, k nsKind) error {
+	ns, err := p.monitor.PauseNamespace(string(k))
+	if err != nil {
+		return fmt.Errorf("pin %s namespace: %w", k, err)
+	}
+	defer ns.Close()
 	dir := p.path(nsDir)
 	if err := os.MkdirAll(dir, 0o711); err != nil {
 		return err
 	}
-	for _, k := range append([]nsKind{nsUser}, kindsOf(p)...) {
-		target := filepath.Join(dir, string(k))
-		f, err := os.OpenFile(target, os.O_CREATE|os.O_RDONLY, 0o444)
-		if err != nil {
-			return err
-		}
-		f.Close()
-		src := fmt.Sprintf("/proc/%d/ns/%s", pid, k)
-		if err := unix.Mount(src, target, "", unix.MS_BIND, ""); err != nil {
-			return fmt.Errorf("pin %s namespace on %s: %w", k, target, err)
-		}
+	target := filepath.Join(dir, string(k))
+	f, err := os.OpenFile(target, os.O_CREATE|os.O_RDONLY, 0o444)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	if err := unix.Mount(fmt.Sprintf("/proc/self/fd/%d", ns.Fd()), target, "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("pin %s namespace on %s: %w", k, target, err)
 	}
 	return nil
 }

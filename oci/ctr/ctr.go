@@ -84,14 +84,14 @@ func checkID(id string) error {
 
 // Pid is the container's init process while it runs, 0 once it is gone.
 func (s *State) Pid() int {
-	if s.InitPid <= 0 || processStart(s.InitPid) != s.InitStart {
+	if s.InitPid <= 0 || ProcessStart(s.InitPid) != s.InitStart {
 		return 0
 	}
 	return s.InitPid
 }
 
-// processStart is pid's start time in clock ticks since boot, 0 when there is no such process.
-func processStart(pid int) uint64 {
+// ProcessStart is pid's start time in clock ticks since boot, 0 when there is no such process.
+func ProcessStart(pid int) uint64 {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return 0
@@ -121,7 +121,7 @@ func (s *State) Signal(sig syscall.Signal, all bool) error {
 		return errdefs.FailedPrecondition("container %s: signal: init process %d is gone", s.ID, s.InitPid)
 	}
 	defer unix.Close(fd)
-	if processStart(s.InitPid) != s.InitStart {
+	if ProcessStart(s.InitPid) != s.InitStart {
 		return errdefs.FailedPrecondition("container %s: signal: init process %d is gone", s.ID, s.InitPid)
 	}
 	if err := unix.PidfdSendSignal(fd, sig, nil, 0); err != nil {

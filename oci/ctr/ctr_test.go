@@ -1,6 +1,7 @@
 package ctr
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -46,7 +47,7 @@ func TestLoad(t *testing.T) {
 
 func TestPidAndSignalCheckStartTime(t *testing.T) {
 	self := os.Getpid()
-	start := processStart(self)
+	start := ProcessStart(self)
 	if start == 0 {
 		t.Fatal("no start time for this process")
 	}
@@ -68,10 +69,10 @@ func TestPidAndSignalCheckStartTime(t *testing.T) {
 
 func TestDestroyWithoutStateRunsNoHelper(t *testing.T) {
 	rt := &Runtime{Root: t.TempDir(), Helper: "/nonexistent/berth-monitor"}
-	if err := rt.Destroy("gone"); err != nil {
+	if err := rt.Destroy(context.Background(), "gone"); err != nil {
 		t.Errorf("Destroy of a container without state = %v", err)
 	}
-	if err := rt.Destroy("../x"); !errdefs.IsInvalidArgument(err) {
+	if err := rt.Destroy(context.Background(), "../x"); !errdefs.IsInvalidArgument(err) {
 		t.Errorf("Destroy(../x) = %v, want InvalidArgument", err)
 	}
 }

@@ -74,7 +74,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, p ExecProcess) (ExitStatu
 		return ExitStatus{}, fmt.Errorf("exec in container %s: %w", id, err)
 	}
 	defer ctlW.Close()
-	cmd := r.command(OpExec, id, args...)
+	cmd := r.command(context.Background(), OpExec, id, args...) // ends with the exec: ctl and the caller kill it
 	cmd.Stdin, cmd.ExtraFiles = ctlR, eio.child
 	var out limitedBuffer
 	cmd.Stdout = &out

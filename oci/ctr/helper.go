@@ -2,6 +2,7 @@ package ctr
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -53,14 +54,14 @@ func (r Result) Err() error {
 	return errdefs.FromKind(r.Error, r.Kind)
 }
 
-// command is the helper running op on container id; args are op's flags.
-func (r *Runtime) command(op, id string, args ...string) *exec.Cmd {
+// command is the helper running op on container id, killed when ctx ends; args are op's flags.
+func (r *Runtime) command(ctx context.Context, op, id string, args ...string) *exec.Cmd {
 	a := []string{HelperArg, "-root", r.Root, "-id", id}
 	if r.Systemd {
 		a = append(a, "-systemd")
 	}
 	a = append(append(a, args...), op)
-	cmd := exec.Command(r.Helper, a...)
+	cmd := exec.CommandContext(ctx, r.Helper, a...)
 	cmd.Stderr = os.Stderr // libcontainer's log lines go to the caller's log
 	return cmd
 }
@@ -68,7 +69,11 @@ func (r *Runtime) command(op, id string, args ...string) *exec.Cmd {
 // Run runs op on container id with files as the helper's descriptors from HelperFirstFD on, and returns its
 // result once it exited.
 func (r *Runtime) Run(op, id string, files []*os.File, args ...string) (Result, error) {
-	cmd := r.command(op, id, args...)
+	return r.run(context.Background(), op, id, files, args...)
+}
+
+func (r *Runtime) run(ctx context.Context, op, id string, files []*os.File, args ...string) (Result, error) {
+	cmd := r.command(ctx, op, id, args...)
 	cmd.ExtraFiles = files
 	out, err := cmd.Output()
 	return decodeResult(op, id, out, err)
@@ -99,15 +104,15 @@ func (r *Runtime) Update(id string, res *specs.LinuxResources) error {
 }
 
 // Destroy kills what is left of container id and removes its cgroup and libcontainer state; a container
-// without state (the usual case: its monitor destroyed it) costs no helper.
-func (r *Runtime) Destroy(id string) error {
+// without state (the usual case: its monitor destroyed it) costs no helper. The helper is killed when ctx ends.
+func (r *Runtime) Destroy(ctx context.Context, id string) error {
 	if err := checkID(id); err != nil {
 		return err
 	}
 	if _, err := os.Stat(filepath.Join(r.Root, id)); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
-	_, err := r.Run(OpDestroy, id, nil)
+	_, err := r.run(ctx, OpDestroy, id, nil)
 	if errdefs.IsNotFound(err) {
 		return nil
 	}

@@ -13,10 +13,9 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/berthcri/berth/internal/errdefs"
 )
@@ -42,11 +41,17 @@ type StartOptions struct {
 }
 
 // Client talks to one pod's monitor. It holds no connection: each call dials the socket, so a Client
-// stays valid as long as the monitor runs.
+// stays valid as long as the monitor runs. It holds pidfds of the monitor and its pause process, checked against
+// the start times the monitor reports: Wait and WaitPause learn of their deaths, and the pause's namespaces are
+// never taken from a later process given its pid. Close releases them.
 type Client struct {
 	dir      string
 	pid      int
 	pausePid int
+	proc     *process
+	pause    *process // nil without a pause process, or when it was gone at Connect (pauseErr)
+	pauseErr error
+	stopping atomic.Bool // Shutdown was called
 }
 
 // connectTimeout bounds Connect's handshake.
@@ -65,7 +70,8 @@ func Start(ctx context.Context, o StartOptions) (*Client, error) {
 	if err := checkBinary(o.Binary); err != nil {
 		return nil, err
 	}
-	if _, err := Connect(o.Dir); err == nil {
+	if c, err := Connect(o.Dir); err == nil {
+		c.Close()
 		return nil, fmt.Errorf("monitor in %s: %w", o.Dir, errdefs.ErrAlreadyExists)
 	}
 	if err := os.MkdirAll(o.Dir, 0o711); err != nil {
@@ -169,7 +175,62 @@ func Connect(dir string) (*Client, error) {
 		return nil, fmt.Errorf("monitor %s: no hello", dir)
 	}
 	c.pid, c.pausePid = resp.Hello.Pid, resp.Hello.PausePid
+	if c.proc, err = openProcess(c.pid, resp.Hello.Start); err != nil {
+		return nil, fmt.Errorf("monitor %s: %w: %w", dir, errdefs.ErrUnavailable, err)
+	}
+	if c.pausePid > 0 {
+		c.pause, c.pauseErr = openProcess(c.pausePid, resp.Hello.PauseStart)
+	}
 	return c, nil
+}
+
+// Close releases the Client's pidfds; the monitor is not touched. Waits in progress return an error.
+func (c *Client) Close() error {
+	err := c.proc.close()
+	if c.pause != nil {
+		err = errors.Join(err, c.pause.close())
+	}
+	return err
+}
+
+// Stopping says whether Shutdown was called: the exits of the monitor and its pause that follow were asked for.
+func (c *Client) Stopping() bool { return c.stopping.Load() }
+
+// Wait returns nil once the monitor process has exited, an error when ctx ends or the Client is closed first.
+func (c *Client) Wait(ctx context.Context) error { return c.proc.wait(ctx) }
+
+// WaitPause returns nil once the pause process has exited (at once when it was gone at Connect), an error when ctx
+// ends or the Client is closed first, or wrapping errdefs.ErrNotFound when the pod has no pause process.
+func (c *Client) WaitPause(ctx context.Context) error {
+	switch {
+	case c.pause != nil:
+		return c.pause.wait(ctx)
+	case c.pauseErr != nil:
+		return nil
+	}
+	return fmt.Errorf("monitor %s: no pause process: %w", c.dir, errdefs.ErrNotFound)
+}
+
+// CheckPause is nil when the pod has no pause process or it runs, else an error wrapping
+// errdefs.ErrFailedPrecondition: the pod's PID namespace is gone.
+func (c *Client) CheckPause() error {
+	if c.pauseErr != nil || c.pause != nil && c.pause.exited() {
+		return fmt.Errorf("pod %s: the pause process %d (the pod's PID namespace init) has exited: %w",
+			filepath.Base(c.dir), c.pausePid, errdefs.ErrFailedPrecondition)
+	}
+	return nil
+}
+
+// PauseNamespace opens the pause process's namespace of kind: "pid", "user", "net", "ipc" or "uts". A pause
+// process that has exited, or none, is an error wrapping errdefs.ErrFailedPrecondition.
+func (c *Client) PauseNamespace(kind string) (*os.File, error) {
+	if err := c.CheckPause(); err != nil {
+		return nil, err
+	}
+	if c.pause == nil {
+		return nil, fmt.Errorf("monitor %s: no pause process: %w", c.dir, errdefs.ErrFailedPrecondition)
+	}
+	return c.pause.namespace(kind)
 }
 
 // Dir is the pod directory of the monitor.
@@ -178,8 +239,8 @@ func (c *Client) Dir() string { return c.dir }
 // Pid is the monitor's pid.
 func (c *Client) Pid() int { return c.pid }
 
-// PausePid is the pid of the pod's PID-namespace init, 0 if it has none. Containers join the pod's PID
-// namespace at /proc/<PausePid>/ns/pid.
+// PausePid is the pid of the pod's PID-namespace init, 0 if it has none. Signal it, or open its namespaces,
+// through PauseNamespace only: the pid may be another process's once the pause has exited.
 func (c *Client) PausePid() int { return c.pausePid }
 
 // Create creates a container from its bundle; it is "created" (its process waits for Start).
@@ -225,30 +286,14 @@ func (c *Client) ReopenLog(ctx context.Context, id string) error {
 
 // Shutdown removes every container left, stops the pause process and waits for the monitor to exit.
 func (c *Client) Shutdown(ctx context.Context) error {
-	// Opened first, so that the pid cannot be reused before we wait on it.
-	pidfd, perr := unix.PidfdOpen(c.pid, 0)
-	if perr == nil {
-		defer unix.Close(pidfd)
-	}
+	c.stopping.Store(true)
 	if _, err := c.call(ctx, request{Op: opShutdown}); err != nil {
 		return err
 	}
-	if perr != nil {
-		return nil
+	if err := c.proc.wait(ctx); err != nil {
+		return fmt.Errorf("wait for monitor %d to exit: %w", c.pid, err)
 	}
-	for {
-		fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
-		n, err := unix.Poll(fds, 100)
-		if n > 0 {
-			return nil
-		}
-		if err != nil && err != unix.EINTR {
-			return fmt.Errorf("wait for monitor %d: %w", c.pid, err)
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("wait for monitor %d to exit: %w", c.pid, ctx.Err())
-		}
-	}
+	return nil
 }
 
 // Attach streams the container's output to stdout and stderr (nil: not wanted; with a terminal

@@ -108,6 +108,9 @@ func (s *server) create(r *CreateRequest) (retErr error) {
 			return fmt.Errorf("container %s: %w", r.ID, err)
 		}
 	}
+	if err := reserveExit(r.Bundle); err != nil {
+		return fmt.Errorf("container %s: %w", r.ID, err)
+	}
 	child, consoleSock, err := c.pipes()
 	defer func() {
 		for _, f := range child {
@@ -279,7 +282,11 @@ func (s *server) waitExit(c *container, exit <-chan unix.WaitStatus) {
 	e.StartedAt = c.startedAt
 	c.mu.Unlock()
 	if err := writeExit(c.req.Bundle, e); err != nil {
-		s.log.Error("record exit", "id", c.id, "err", err)
+		// berthd learns of an exit from this file alone: without it the container would be running for ever. The
+		// monitor exits instead, and berthd, which waits on its pidfd, reports the pod's containers exited and
+		// destroys them.
+		s.log.Error("cannot record the exit: the monitor exits", "id", c.id, "err", err)
+		os.Exit(exitRecordFailed)
 	}
 	c.mu.Lock()
 	c.status, c.exit, c.pid = StatusExited, e, 0

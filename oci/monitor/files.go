@@ -28,12 +28,57 @@ func ReadExit(bundle string) (*Exit, error) {
 	return &e, nil
 }
 
+// exitReserveName is the space of a container's exit record, reserved in its bundle at create: a full filesystem
+// (the state dir is a small tmpfs on many nodes) does not keep the exit from being recorded.
+const exitReserveName = ".exit.json.reserved"
+
+// exitReserveSize is larger than any Exit's JSON.
+const exitReserveSize = 4096
+
+// exitRecordFailed is the monitor's exit code when it could not record an exit.
+const exitRecordFailed = 3
+
+// reserveExit allocates the blocks writeExit writes the exit record into.
+func reserveExit(bundle string) error {
+	if err := writeFileAtomic(filepath.Join(bundle, exitReserveName), make([]byte, exitReserveSize)); err != nil {
+		return fmt.Errorf("reserve the exit record: %w", err)
+	}
+	return nil
+}
+
+// writeExit records e in <bundle>/exit.json, through the reserved file: overwriting blocks it already has, then
+// shrinking it, needs no free space. Without a reservation it writes a new file.
 func writeExit(bundle string, e *Exit) error {
 	b, err := json.Marshal(e)
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(bundle, ExitFileName), b)
+	path, reserved := filepath.Join(bundle, ExitFileName), filepath.Join(bundle, exitReserveName)
+	f, err := os.OpenFile(reserved, os.O_WRONLY, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return writeFileAtomic(path, b)
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	_, err = f.WriteAt(b, 0)
+	if err == nil {
+		err = f.Truncate(int64(len(b)))
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(reserved, path)
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	syncDir(bundle)
+	return nil
 }
 
 func writePidFile(path string, pid int) error {
@@ -66,9 +111,14 @@ func writeFileAtomic(path string, data []byte) error {
 		os.Remove(tmp)
 		return fmt.Errorf("write %s: %w", path, err)
 	}
+	syncDir(dir)
+	return nil
+}
+
+// syncDir makes a rename in dir durable.
+func syncDir(dir string) {
 	if d, err := os.Open(dir); err == nil {
 		d.Sync()
 		d.Close()
 	}
-	return nil
 }

@@ -56,6 +56,9 @@ type response struct {
 type hello struct {
 	Pid      int `json:"pid"`
 	PausePid int `json:"pause_pid,omitempty"`
+	// Start and PauseStart are the processes' start times (ctr.ProcessStart); 0 from older monitors.
+	Start      uint64 `json:"start,omitempty"`
+	PauseStart uint64 `json:"pause_start,omitempty"`
 }
 
 type attachOpts struct {

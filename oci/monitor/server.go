@@ -117,7 +117,11 @@ type server struct {
 	log       *slog.Logger
 	ln        *net.UnixListener
 	pausePid  int
-	pauseExit <-chan unix.WaitStatus
+	pause     *process      // pidfd of the pause process, from its clone: never signalled by pid
+	pauseGone chan struct{} // closed once the pause process was reaped
+	// startTime and pauseStart are the start times of the monitor and its pause process (ctr.ProcessStart), which
+	// hello reports so that berthd can tell them from later processes given their pids.
+	startTime, pauseStart uint64
 
 	trim trimmer
 
@@ -143,6 +147,7 @@ func newServer(cfg config, log *slog.Logger) (*server, error) {
 		reaper:     r,
 		log:        log,
 		containers: make(map[string]*container),
+		startTime:  ctr.ProcessStart(os.Getpid()),
 	}
 	if cfg.pause {
 		if err := s.startPause(cfg.pauseCommand, cfg.pauseUserNS); err != nil {
@@ -205,44 +210,61 @@ func (s *server) startPause(command func(binary, dir string) *exec.Cmd, userns U
 	if err := userns.apply(cmd.SysProcAttr); err != nil {
 		return fmt.Errorf("start pause: %w", err)
 	}
+	pidfd := -1
+	cmd.SysProcAttr.PidFD = &pidfd
 	s.reaper.starting.RLock()
 	err := cmd.Start()
+	var exit <-chan unix.WaitStatus
 	if err == nil {
 		s.pausePid = cmd.Process.Pid
-		s.pauseExit = s.reaper.watch(s.pausePid)
+		exit = s.reaper.watch(s.pausePid)
+		// Not reaped while starting is held: the pid is still the pause's.
+		s.pauseStart = ctr.ProcessStart(s.pausePid)
+		s.pause, err = newProcess(s.pausePid, pidfd)
+		if err != nil {
+			unix.Kill(s.pausePid, unix.SIGKILL)
+		}
 	}
 	s.reaper.starting.RUnlock()
 	if err != nil {
+		s.pausePid = 0
 		return fmt.Errorf("start pause: %w", err)
 	}
 	cmd.Process.Release() // the reaper waits for it
+	s.pauseGone = make(chan struct{})
+	go func() {
+		if ws, ok := <-exit; ok {
+			s.log.Info("pause process exited", "status", waitString(ws))
+		}
+		close(s.pauseGone)
+	}()
 	if err := writePidFile(filepath.Join(s.dir, PausePidName), s.pausePid); err != nil {
 		s.stopPause()
 		return err
 	}
-	go func(exit <-chan unix.WaitStatus) {
-		ws, ok := <-exit
-		if ok {
-			s.log.Info("pause process exited", "status", waitString(ws))
-		}
-	}(s.pauseExit)
 	return nil
 }
 
+// pauseReapTimeout bounds stopPause's wait for the reaper.
+const pauseReapTimeout = 5 * time.Second
+
+// stopPause kills the pause process through its pidfd, which a pause that already exited leaves without effect
+// (by pid, the signal would reach whatever process has the pid now), and waits until it was reaped.
 func (s *server) stopPause() {
-	if s.pausePid == 0 {
+	if s.pause == nil {
 		return
 	}
-	unix.Kill(s.pausePid, unix.SIGKILL)
-	// The reaper reaps it; wait for the pid to be gone so that callers see it gone.
-	for range 500 {
-		if err := unix.Kill(s.pausePid, 0); err == unix.ESRCH {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
+	if err := s.pause.signal(unix.SIGKILL); err != nil && !errors.Is(err, errExited) {
+		s.log.Warn("kill pause process", "err", err)
 	}
+	select {
+	case <-s.pauseGone:
+	case <-time.After(pauseReapTimeout):
+		s.log.Warn("pause process not reaped", "pid", s.pausePid)
+	}
+	s.pause.close()
 	os.Remove(filepath.Join(s.dir, PausePidName))
-	s.pausePid = 0
+	s.pause, s.pausePid = nil, 0
 }
 
 func (s *server) serve() {
@@ -284,7 +306,7 @@ func (s *server) handle(conn *net.UnixConn) {
 	var err error
 	switch req.Op {
 	case opHello:
-		resp.Hello = &hello{Pid: os.Getpid(), PausePid: s.pausePid}
+		resp.Hello = &hello{Pid: os.Getpid(), PausePid: s.pausePid, Start: s.startTime, PauseStart: s.pauseStart}
 	case opCreate:
 		err = s.create(req.Create)
 	case opStart:
