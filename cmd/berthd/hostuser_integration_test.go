@@ -58,7 +58,7 @@ func TestHostUserReachesNothing(t *testing.T) {
 	if st.RuntimeHandlers[0].GetFeatures().GetUserNamespaces() {
 		m := []*runtimeapi.IDMapping{{ContainerId: 0, HostId: 100000, Length: 65536}}
 		upc := podConfig(d.dir, "hostuser-userns")
-		upc.Linux.SecurityContext.NamespaceOptions = &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_NODE,
+		upc.Linux.SecurityContext.NamespaceOptions = &runtimeapi.NamespaceOption{
 			UsernsOptions: &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD, Uids: m, Gids: m}}
 		upod := runTestPod(t, rt, upc)
 		uc := startPlanter(t, rt, upod, upc, "hostuser-userns", "")
