@@ -28,10 +28,11 @@ const hostUserEnv = "BERTH_TEST_HOST_USER_PROBE"
 const hostUserID = 65534
 
 // planted is what a container's root leaves in its rootfs for host users: a setuid-root copy of busybox, a file and,
-// outside a user namespace (where mknod is refused), a device node with /dev/mem's numbers.
+// outside a user namespace (where mknod is refused), a device node open to all (/dev/zero's numbers: /dev/mem's
+// would also need CAP_SYS_RAWIO to open, a host disk's would be the real attack).
 const (
 	planted     = "cp /bin/busybox /suid && chmod 4755 /suid && echo secret >/secret && "
-	plantedNode = "mknod /mem c 1 1 && "
+	plantedNode = "mknod -m 666 /dev0 c 1 5 && "
 )
 
 // TestHostUserReachesNothing runs an unprivileged host user against a live berthd with running containers (one in a
@@ -114,7 +115,7 @@ func startPlanter(t *testing.T, rt runtimeapi.RuntimeServiceClient, pod string, 
 	}
 	check := "test -u /suid && cat /secret"
 	if node != "" {
-		check = "test -c /mem && " + check
+		check = "test -c /dev0 && " + check
 	}
 	eventually(t, name+" planted its files", func() string {
 		res, err := rt.ExecSync(ctx(t), &runtimeapi.ExecSyncRequest{ContainerId: c.ContainerId,
