@@ -41,6 +41,8 @@ install: build
 		install -m 0755 bin/$$b $(DESTDIR)$(PREFIX)/bin/.$$b.new && mv -f $(DESTDIR)$(PREFIX)/bin/.$$b.new $(DESTDIR)$(PREFIX)/bin/$$b || exit 1; \
 	done
 	[ -e $(DESTDIR)/etc/berth/berth.toml ] || install -m 0644 deploy/berth.toml $(DESTDIR)/etc/berth/berth.toml
+# userns_group: berthd makes its shared state dirs 0710 to it and advertises user namespaces only with it.
+	[ -n "$(DESTDIR)" ] || getent group berth-userns >/dev/null || groupadd --system berth-userns
 
 # run: install what berthd needs on this host, then serve in the foreground with the default config.
 run: deps install

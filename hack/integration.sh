@@ -6,6 +6,8 @@
 # -test.run TestKillRecovery -test.v. BERTH_CGROUP_DRIVER, when set, is the test daemons' cgroup_driver.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. hack/lib.sh
+ensure_userns_group
 own_registry=
 curl -fsS -o /dev/null "http://127.0.0.1:${BERTH_REGISTRY_PORT:-5000}/v2/" 2>/dev/null || own_registry=1
 hack/testbed.sh start >/dev/null

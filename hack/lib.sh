@@ -15,6 +15,7 @@ testbed_up() {
 # where systemd is PID 1, test the cgroupfs driver on cgroup v2 with it).
 start_test_berthd() {
   local dir=$1 log=$2 level=${3:-info}
+  ensure_userns_group
   mkdir -p "$dir/etc/berth.d" "$dir/net.d"
   berthd_sock=$dir/berth.sock
   cat >"$dir/etc/berth.toml" <<TOML
@@ -47,4 +48,17 @@ stop_test_berthd() {
     kill -TERM "$berthd_pid"; wait "$berthd_pid" 2>/dev/null || true
   fi
   umount "$1/state/pods" 2>/dev/null || true
+}
+
+# ensure_userns_group: creates berth's userns_group (its default, berth-userns) as a system group when the host lacks
+# it: berthd makes its shared state dirs 0710 to it and advertises user namespaces only with it.
+ensure_userns_group() {
+  getent group berth-userns >/dev/null 2>&1 && return 0
+  if command -v groupadd >/dev/null; then
+    timeout 30 groupadd --system berth-userns && return 0
+  fi
+  # A minbase node VM has no groupadd (passwd): the highest free system gid, as groupadd --system picks.
+  local gid=999
+  while getent group "$gid" >/dev/null; do gid=$((gid - 1)); done
+  echo "berth-userns:x:$gid:" >>/etc/group
 }

@@ -3,12 +3,14 @@ package image
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/berthcri/berth/internal/errdefs"
+	"github.com/berthcri/berth/internal/privdir"
 )
 
 // IDMap maps an image's files into a user namespace (a pod's, KEP-127): its layers are mounted idmapped, so a file
@@ -21,6 +23,15 @@ type IDMap struct {
 	UID, GID int
 }
 
+// dirGID is the group of the dirs made on the way to a mount target: 0710 to the user namespace's root, which is no
+// one on the host yet runc's container init finds the rootfs and volumes there; private without one.
+func (m *IDMap) dirGID() int {
+	if m == nil {
+		return privdir.Private
+	}
+	return m.GID
+}
+
 // MountRootfs mounts a container's root filesystem at target: img's layers as overlayfs lower dirs under the
 // writable upper dir (upper and work are made when missing, on the same filesystem).
 func (s *Service) MountRootfs(img Image, upper, work, target string) error {
@@ -30,10 +41,11 @@ func (s *Service) MountRootfs(img Image, upper, work, target string) error {
 // MountRootfsMapped is MountRootfs for a container in a user namespace: with idmap set, the layers are idmapped
 // into it and the upper dir belongs to its root. nil is MountRootfs.
 func (s *Service) MountRootfsMapped(img Image, upper, work, target string, idmap *IDMap) error {
-	for _, d := range []string{upper, work, target} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return fmt.Errorf("rootfs: %w", err)
-		}
+	if err := makeLayerDirs(upper, work); err != nil {
+		return fmt.Errorf("rootfs: %w", err)
+	}
+	if err := privdir.Make(target, idmap.dirGID()); err != nil {
+		return fmt.Errorf("rootfs: %w", err)
 	}
 	if idmap != nil {
 		if err := os.Chown(upper, idmap.UID, idmap.GID); err != nil {
@@ -50,6 +62,19 @@ func (s *Service) MountRootfsMapped(img Image, upper, work, target string, idmap
 	return nil
 }
 
+// makeLayerDirs makes a writable layer's dirs, private on the way to them. upper is 0755: it is the container's "/".
+func makeLayerDirs(upper, work string) error {
+	for _, d := range []string{filepath.Dir(upper), filepath.Dir(work), work} {
+		if err := privdir.Make(d, privdir.Private); err != nil {
+			return err
+		}
+	}
+	if err := os.Mkdir(upper, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	return os.Chmod(upper, 0o755) // whatever the umask
+}
+
 // MountReadOnly mounts img's filesystem read-only at target, an image volume (KEP-4639): all of it, or only subPath,
 // a path inside the image resolved without leaving it (a symlink to "/" is the image's root). A subPath the image
 // lacks is an error wrapping errdefs.ErrNotFound. target is made (a directory, or an empty file when subPath names
@@ -61,7 +86,7 @@ func (s *Service) MountReadOnly(img Image, subPath, target string, idmap *IDMap)
 	}
 	o := overlay{lowers: lowers, idmap: idmap, readOnly: true}
 	if subPath == "" {
-		if err := makeTarget(target, true); err != nil {
+		if err := makeTarget(target, true, idmap.dirGID()); err != nil {
 			return fmt.Errorf("image volume: %w", err)
 		}
 		if err := mountOverlay(o, target); err != nil {
@@ -69,7 +94,7 @@ func (s *Service) MountReadOnly(img Image, subPath, target string, idmap *IDMap)
 		}
 		return nil
 	}
-	if err := mountSubPath(o, img.ID, subPath, target); err != nil {
+	if err := mountSubPath(o, img.ID, subPath, target, idmap.dirGID()); err != nil {
 		return fmt.Errorf("image volume: %w", err)
 	}
 	return nil
@@ -78,9 +103,9 @@ func (s *Service) MountReadOnly(img Image, subPath, target string, idmap *IDMap)
 // mountSubPath mounts subPath of overlay o at target. The overlay is mounted on a staging dir beside target (in
 // berth's private dirs), the sub path resolved inside it, only that subtree cloned and moved to target, and the
 // staging mount detached. (Cloning from an overlay that is not attached anywhere would save the staging mount, but
-// Linux before 6.15 refuses to clone from a detached mount, with EINVAL.)
-func mountSubPath(o overlay, imageID, subPath, target string) error {
-	if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+// Linux before 6.15 refuses to clone from a detached mount, with EINVAL.) Dirs made on the way are 0710 to gid.
+func mountSubPath(o overlay, imageID, subPath, target string, gid int) error {
+	if err := privdir.Make(filepath.Dir(target), gid); err != nil {
 		return err
 	}
 	staging, err := os.MkdirTemp(filepath.Dir(target), ".staging-")
@@ -115,7 +140,7 @@ func mountSubPath(o overlay, imageID, subPath, target string) error {
 	if err := unix.Fstat(tree, &st); err != nil {
 		return err
 	}
-	if err := makeTarget(target, st.Mode&unix.S_IFMT == unix.S_IFDIR); err != nil {
+	if err := makeTarget(target, st.Mode&unix.S_IFMT == unix.S_IFDIR, gid); err != nil {
 		return err
 	}
 	if err := unix.MoveMount(tree, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
@@ -124,14 +149,15 @@ func mountSubPath(o overlay, imageID, subPath, target string) error {
 	return nil
 }
 
-func makeTarget(target string, dir bool) error {
+// makeTarget makes a mount point, a dir or an empty file, and the dirs on the way 0710 to gid.
+func makeTarget(target string, dir bool, gid int) error {
 	if dir {
-		return os.MkdirAll(target, 0o755)
+		return privdir.Make(target, gid)
 	}
-	if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+	if err := privdir.Make(filepath.Dir(target), gid); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(target, os.O_CREATE|os.O_RDONLY, 0o644)
+	f, err := os.OpenFile(target, os.O_CREATE|os.O_RDONLY, 0o600)
 	if err != nil {
 		return err
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/berthcri/berth/image/content"
 	"github.com/berthcri/berth/image/registry"
 	"github.com/berthcri/berth/internal/config"
+	"github.com/berthcri/berth/internal/privdir"
 	"github.com/berthcri/berth/internal/store"
 )
 
@@ -75,7 +76,7 @@ func New(ctx context.Context, o Options) (*Service, error) {
 		return nil, err
 	}
 	snapshots := filepath.Join(o.RootDir, "snapshots")
-	if err := os.MkdirAll(snapshots, 0o700); err != nil {
+	if err := privdir.Make(snapshots, privdir.Private); err != nil {
 		return nil, fmt.Errorf("open image store: %w", err)
 	}
 	records, err := store.Open[record](filepath.Join(o.RootDir, "images"), "image", recordVersion)

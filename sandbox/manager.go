@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/berthcri/berth/internal/errdefs"
+	"github.com/berthcri/berth/internal/privdir"
 )
 
 // Options configure a Manager.
@@ -33,6 +34,9 @@ type Options struct {
 	Network        Network       // nil: pods only get loopback
 	Logger         *slog.Logger  // nil: slog.Default()
 	CleanupTimeout time.Duration // bound of rollback, Stop and Remove; 0: one minute
+	// UsernsGID is the group that may traverse the pods dir (0710) on the way to user-namespaced pods; 0 keeps it
+	// 0700 and user namespaces off.
+	UsernsGID int
 }
 
 // Manager creates, stops, removes and recovers pods.
@@ -46,6 +50,7 @@ type Manager struct {
 	network        Network
 	log            *slog.Logger
 	cleanupTimeout time.Duration
+	usernsGID      int // privdir.Private for none
 	// afterStage, when set (by tests), runs after each stage of Create and fails it by returning an error.
 	afterStage func(stage string) error
 }
@@ -69,6 +74,10 @@ func New(o Options) (*Manager, error) {
 		network:        o.Network,
 		log:            o.Logger,
 		cleanupTimeout: o.CleanupTimeout,
+		usernsGID:      privdir.Private,
+	}
+	if o.UsernsGID > 0 {
+		m.usernsGID = o.UsernsGID
 	}
 	switch o.CgroupDriver {
 	case "", "cgroupfs":
@@ -83,10 +92,10 @@ func New(o Options) (*Manager, error) {
 	if m.cleanupTimeout == 0 {
 		m.cleanupTimeout = time.Minute
 	}
-	if err := os.MkdirAll(m.podsDir, 0o711); err != nil {
+	if err := privdir.Make(m.podsDir, m.usernsGID); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(m.cgroupsDir, 0o700); err != nil {
+	if err := privdir.Make(m.cgroupsDir, privdir.Private); err != nil {
 		return nil, err
 	}
 	if err := makeShared(m.podsDir); err != nil {
@@ -165,7 +174,7 @@ func (m *Manager) Create(ctx context.Context, cfg Config) (*Pod, error) {
 		}
 	}
 	p := &Pod{cfg: cfg, dir: filepath.Join(m.podsDir, cfg.ID), cgroup: cgroup, systemd: m.systemd}
-	if err := os.Mkdir(p.dir, 0o711); err != nil {
+	if err := privdir.Mkdir(p.dir, p.dirGID()); err != nil {
 		if errors.Is(err, fs.ErrExist) {
 			return nil, errdefs.AlreadyExists("pod dir", p.dir)
 		}
@@ -266,6 +275,10 @@ func (m *Manager) Recover(ctx context.Context) ([]RecoveredPod, error) {
 			} else if err = pinPIDNamespace(p); err != nil {
 				err = fmt.Errorf("pod %s: %w", p.ID(), err)
 			}
+		}
+		// An older berth made pod dirs 0711.
+		if terr := privdir.Make(dir, p.dirGID()); terr != nil {
+			m.log.Warn("pod dir left as it was", "pod", p.ID(), "err", terr)
 		}
 		pods = append(pods, RecoveredPod{Pod: p, Err: err})
 	}

@@ -42,12 +42,15 @@ func newEnv(t *testing.T) *testEnv {
 // manager returns a Manager on the env's state dir; a second call is a berthd restart.
 func (e *testEnv) manager(t *testing.T) *Manager {
 	t.Helper()
-	m, err := New(Options{StateDir: e.stateDir, Monitors: e.mons, Network: e.net, MinOOMScoreAdj: -1000})
+	m, err := New(Options{StateDir: e.stateDir, Monitors: e.mons, Network: e.net, MinOOMScoreAdj: -1000, UsernsGID: testUsernsGID})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return m
 }
+
+// testUsernsGID is the tests' userns group: a gid no one has.
+const testUsernsGID = 4242
 
 var testID = func() func() string {
 	n := 0

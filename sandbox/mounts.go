@@ -8,6 +8,8 @@ import (
 
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
+
+	"github.com/berthcri/berth/internal/privdir"
 )
 
 const shmSize = 64 << 20 // /dev/shm size of Docker, containerd and CRI-O
@@ -30,9 +32,10 @@ func makeShared(dir string) error {
 	return nil
 }
 
-// mountShm mounts the pod's /dev/shm tmpfs on dir.
+// mountShm mounts the pod's /dev/shm tmpfs on dir. Its mode=1777 is for the pod: host users cannot reach it through
+// the pod dir, private (0710 to a user-namespaced pod's root).
 func mountShm(dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := privdir.Make(dir, privdir.Private); err != nil {
 		return err
 	}
 	data := fmt.Sprintf("mode=1777,size=%d", shmSize)

@@ -10,6 +10,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/berthcri/berth/internal/privdir"
 )
 
 // nsKind is a namespace a pod may own: net, ipc or uts.
@@ -41,7 +43,7 @@ func createNamespaces(nsDir string, kinds []nsKind) error {
 	if len(kinds) == 0 {
 		return nil
 	}
-	if err := os.MkdirAll(nsDir, 0o711); err != nil {
+	if err := privdir.Make(nsDir, privdir.Private); err != nil {
 		return err
 	}
 	flags := 0

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -12,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berthcri/berth/internal/errdefs"
+	"github.com/berthcri/berth/internal/privdir"
 )
 
 // IDMapping maps Size ids from ContainerID in a user namespace to HostID on the host.
@@ -121,7 +123,7 @@ func pinPauseNamespace(p *Pod, k nsKind) error {
 	}
 	defer ns.Close()
 	dir := p.path(nsDir)
-	if err := os.MkdirAll(dir, 0o711); err != nil {
+	if err := privdir.Make(dir, privdir.Private); err != nil {
 		return err
 	}
 	target := filepath.Join(dir, string(k))
@@ -136,24 +138,48 @@ func pinPauseNamespace(p *Pod, k nsKind) error {
 	return nil
 }
 
+// dirGID is the group of p's dir: 0710 to the host gid of its user namespace's root, which is no one on the host
+// yet finds its pause dir, rootfs and mount sources there (the pause process, runc's container init); else private.
+func (p *Pod) dirGID() int {
+	if p.cfg.UserNS == nil {
+		return privdir.Private
+	}
+	for _, g := range p.cfg.UserNS.GIDs {
+		if g.ContainerID == 0 {
+			return int(g.HostID)
+		}
+	}
+	return privdir.Private // validate requires a mapping of 0
+}
+
 // UserNamespaces says why pods cannot have their own user namespace on this host; nil when they can: user namespaces
-// and idmapped mounts work for the pods dir (ProbeUserNamespaces), and ids of any user namespace can reach it (every
-// directory above it is searchable by others): the root of a pod's user namespace is no one on the host, yet its
-// pause process and runc's container init find their root directories below the pods dir.
+// and idmapped mounts work for the pods dir (ProbeUserNamespaces), and the userns group (Options.UsernsGID), which a
+// pod's pause process and runc's container init carry, can traverse every directory above it (0710 to it, or
+// searchable by others): the root of a pod's user namespace is no one on the host.
 func (m *Manager) UserNamespaces() error {
+	if m.usernsGID == privdir.Private {
+		return fmt.Errorf("no userns group may traverse %s (userns_group unset or missing on this host)", m.podsDir)
+	}
 	for d := m.podsDir; ; d = filepath.Dir(d) {
 		st, err := os.Stat(d)
 		if err != nil {
 			return err
 		}
-		if st.Mode().Perm()&0o001 == 0 {
-			return fmt.Errorf("%s is not searchable by others (mode %#o): user namespaces cannot reach %s", d, st.Mode().Perm(), m.podsDir)
+		if !traversable(st, m.usernsGID) {
+			return fmt.Errorf("%s (mode %#o, gid %d) is not searchable by gid %d or others: user namespaces cannot reach %s",
+				d, st.Mode().Perm(), st.Sys().(*syscall.Stat_t).Gid, m.usernsGID, m.podsDir)
 		}
 		if d == filepath.Dir(d) {
 			break
 		}
 	}
 	return ProbeUserNamespaces(m.podsDir)
+}
+
+// traversable says whether a process of no user of the host but in group gid may search dir st.
+func traversable(st fs.FileInfo, gid int) bool {
+	perm := st.Mode().Perm()
+	return perm&0o001 != 0 || perm&0o010 != 0 && st.Sys().(*syscall.Stat_t).Gid == uint32(gid)
 }
 
 // ProbeUserNamespaces says why dir cannot be idmapped into a user namespace, nil when it can: the kernel makes user

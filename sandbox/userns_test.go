@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berthcri/berth/internal/errdefs"
+	"github.com/berthcri/berth/internal/privdir"
 )
 
 var testUserNS = &UserNamespace{
@@ -109,6 +110,12 @@ func TestUserNamespacePod(t *testing.T) {
 	err = inNamespaces(p.nsPaths(), func() error { return unix.Uname(&uname) })
 	if h := unix.ByteSliceToString(uname.Nodename[:]); err != nil || h != "userns-0" {
 		t.Errorf("hostname in the pod: %q (%v)", h, err)
+	}
+	// Only the pod's root (host gid 200000) traverses its dir; the pinned namespaces are berth's alone.
+	for path, want := range map[string]string{p.Dir(): "710 0:200000", filepath.Join(p.Dir(), nsDir): "700 0:0"} {
+		if got := mode(t, path); got != want {
+			t.Errorf("%s: %s, want %s", path, got, want)
+		}
 	}
 
 	dirs := cgroupDirs(t, p.CgroupParent())
@@ -214,4 +221,37 @@ func TestProbeUserNamespaces(t *testing.T) {
 	if err := m.UserNamespaces(); err != nil {
 		t.Error(err)
 	}
+	// The state dir as berthd makes it: 0710 to the userns group, not searchable by others.
+	if err := privdir.Make(e.stateDir, testUsernsGID); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.UserNamespaces(); err != nil {
+		t.Errorf("state dir 0710 to the userns group: %v", err)
+	}
+	if err := privdir.Make(e.stateDir, testUsernsGID+1); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.UserNamespaces(); err == nil || !strings.Contains(err.Error(), "not searchable") {
+		t.Errorf("state dir 0710 to another group: %v, want not searchable", err)
+	}
+	noGroup, err := New(Options{StateDir: e.stateDir, Monitors: e.mons})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := noGroup.UserNamespaces(); err == nil || !strings.Contains(err.Error(), "userns_group") {
+		t.Errorf("no userns group: %v, want an error naming userns_group", err)
+	}
+	if st := mode(t, filepath.Join(e.stateDir, "pods")); st != "700 0:0" {
+		t.Errorf("pods dir without a userns group: %s, want 700 0:0", st)
+	}
+}
+
+// mode is path's permissions and owner, "710 0:4242".
+func mode(t *testing.T, path string) string {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%o %d:%d", st.Mode&0o7777, st.Uid, st.Gid)
 }

@@ -29,6 +29,7 @@ type journal struct {
 	Kubelet  []fileRecord `json:"kubelet,omitempty"`  // kubelet files --switch changed
 	Labelled bool         `json:"labelled,omitempty"` // --switch labelled the node
 	Service  string       `json:"service,omitempty"`  // how berthd runs: "systemd" or "script"
+	Group    string       `json:"group,omitempty"`    // the userns group the installer created
 	// PendingRestart: a file berthd reads changed and berthd has not been restarted since.
 	PendingRestart bool `json:"pending_restart,omitempty"`
 }

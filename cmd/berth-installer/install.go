@@ -117,6 +117,10 @@ func (in *installer) install(ctx context.Context) error {
 			in.log.Info("installed", "file", f.path)
 		}
 	}
+	// Before berthd starts: it resolves the group then.
+	if err := in.ensureGroup(ctx, h); err != nil {
+		return err
+	}
 	if err := in.startBerthd(ctx, h); err != nil {
 		return err
 	}

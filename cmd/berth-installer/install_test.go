@@ -185,6 +185,7 @@ func TestInstallFakeNode(t *testing.T) {
 				"run/systemd/system/":                "",
 				"etc/systemd/system/":                "",
 				"etc/hostname":                       "node-1\n",
+				"etc/group":                          "root:x:0:\nberth-userns:x:990:\n", // the host has the userns group
 				"usr/local/bin/":                     "",
 				"opt/cni/bin/loopback":               "the host's loopback",
 				"etc/cni/net.d/10-flannel.conflist":  "{}",
@@ -253,9 +254,10 @@ func TestInstallFakeNode(t *testing.T) {
 				"etc/berth-defaults.toml":             "# the admin's\n",
 				"etc/berth/berth.d/50-installer.toml": "# Written by berth-installer, removed by its uninstall. Put your own settings in other files here.\n",
 			},
-			first:     []string{"/usr/local/bin/berthd-supervise restart"},
+			// The host lacks the userns group: made before berthd starts, deleted by uninstall.
+			first:     []string{"groupadd --system berth-userns", "/usr/local/bin/berthd-supervise restart"},
 			second:    []string{"/usr/local/bin/berthd-supervise start"},
-			uninstall: []string{"/usr/local/bin/berthd-supervise stop"},
+			uninstall: []string{"/usr/local/bin/berthd-supervise stop", "groupdel berth-userns"},
 		},
 	}
 	for name, tc := range cases {

@@ -45,6 +45,7 @@ func (in *installer) uninstall(ctx context.Context) error {
 			return err
 		}
 	}
+	in.removeGroup(ctx, h)
 	if err := os.RemoveAll(h.path(stateDir)); err != nil {
 		return fmt.Errorf("remove %s: %w", stateDir, err)
 	}

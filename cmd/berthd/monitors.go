@@ -9,16 +9,26 @@ import (
 )
 
 // monitors starts and finds pod monitors for sandbox/: each is a berth-monitor process, the executable
-// installed beside berthd.
-type monitors struct{ runcRoot string }
+// installed beside berthd. The monitor of a user-namespaced pod gets the userns group (usernsGID, 0 for none) as
+// its one supplementary group: its pause process and runc's container init, the pod's root, which is no one on the
+// host, traverse the shared state dirs with it (they drop it before the workload runs).
+type monitors struct {
+	runcRoot  string
+	usernsGID int
+}
 
 func (m monitors) Start(ctx context.Context, o sandbox.MonitorOptions) (sandbox.Monitor, error) {
 	bin, err := monitor.DefaultBinary()
 	if err != nil {
 		return nil, err
 	}
+	var groups []uint32
+	if o.UserNS != nil && m.usernsGID > 0 {
+		groups = []uint32{uint32(m.usernsGID)}
+	}
 	c, err := monitor.Start(ctx, monitor.StartOptions{PodID: o.PodID, Dir: o.Dir, RuncRoot: m.runcRoot,
-		CgroupPath: o.CgroupPath, Systemd: o.Systemd, NeedPause: o.NeedPause, PauseUserNS: pauseUserNS(o), Binary: bin})
+		CgroupPath: o.CgroupPath, Systemd: o.Systemd, NeedPause: o.NeedPause, PauseUserNS: pauseUserNS(o), Binary: bin,
+		Groups: groups})
 	if err != nil {
 		return nil, err
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/berthcri/berth/image"
 	"github.com/berthcri/berth/internal/config"
 	"github.com/berthcri/berth/internal/kernel"
+	"github.com/berthcri/berth/internal/privdir"
 	"github.com/berthcri/berth/internal/version"
 	"github.com/berthcri/berth/oci"
 	"github.com/berthcri/berth/oci/ctr"
@@ -42,10 +43,15 @@ func serve(cfg config.Config) error {
 	log := newLogger(cfg.Log)
 	slog.SetDefault(log)
 
-	for _, dir := range []string{cfg.RootDir, cfg.StateDir, filepath.Dir(cfg.Listen)} {
-		if err := os.MkdirAll(dir, 0o711); err != nil {
-			return fmt.Errorf("create %s: %w", dir, err)
-		}
+	// What berthd creates has no group or world write bits whatever umask it was started with; its dirs are made
+	// private by privdir.
+	unix.Umask(0o022)
+	gid, err := usernsGID(cfg.UsernsGroup)
+	if err != nil {
+		log.Warn("user namespaces off: no group may traverse the state dir", "err", err)
+	}
+	if err := makeDirs(cfg, gid); err != nil {
+		return err
 	}
 	unlock, err := lockStateDir(cfg.StateDir)
 	if err != nil {
@@ -78,7 +84,7 @@ func serve(cfg config.Config) error {
 		return fmt.Errorf("pod network: %w", err)
 	}
 	defer network.Close()
-	runtimeSrv, err := newRuntime(ctx, cfg, images, network, log)
+	runtimeSrv, err := newRuntime(ctx, cfg, gid, images, network, log)
 	if err != nil {
 		return err
 	}
@@ -141,7 +147,8 @@ func cgroupVersion() string {
 }
 
 // newRuntime builds the runtime service over sandbox/ and oci/ and reconciles it with the host.
-func newRuntime(ctx context.Context, cfg config.Config, images *image.Service, network *cni.Network, log *slog.Logger) (*cri.RuntimeServer, error) {
+// usernsGID is the group that may traverse the shared state dirs, 0 for none.
+func newRuntime(ctx context.Context, cfg config.Config, usernsGID int, images *image.Service, network *cni.Network, log *slog.Logger) (*cri.RuntimeServer, error) {
 	driver := cgroupDriver(cfg.CgroupDriver)
 	host, err := oci.SystemHost()
 	if err != nil {
@@ -157,8 +164,12 @@ func newRuntime(ctx context.Context, cfg config.Config, images *image.Service, n
 	if err != nil {
 		return nil, err
 	}
-	sandboxes, err := sandbox.New(sandbox.Options{StateDir: cfg.StateDir, CgroupDriver: driver,
-		MinOOMScoreAdj: host.OOMScoreAdjMin, Monitors: monitors{runcRoot: runcRoot}, Network: network, Logger: log})
+	if err := privdir.Make(runcRoot, privdir.Private); err != nil {
+		return nil, fmt.Errorf("runc root: %w", err)
+	}
+	sandboxes, err := sandbox.New(sandbox.Options{StateDir: cfg.StateDir, CgroupDriver: driver, UsernsGID: usernsGID,
+		MinOOMScoreAdj: host.OOMScoreAdjMin, Monitors: monitors{runcRoot: runcRoot, usernsGID: usernsGID}, Network: network,
+		Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("sandbox manager: %w", err)
 	}
@@ -240,7 +251,8 @@ func lockStateDir(dir string) (unlock func(), err error) {
 	return func() { f.Close() }, nil
 }
 
-// listenSocket listens on the CRI socket, removing a stale socket file only when nothing answers on it.
+// listenSocket listens on the CRI socket, mode 0660 from the first moment (privdir.Listen), replacing a stale socket
+// file only when nothing answers on it.
 func listenSocket(path string) (net.Listener, error) {
 	if _, err := os.Lstat(path); err == nil {
 		conn, err := net.DialTimeout("unix", path, time.Second)
@@ -248,19 +260,8 @@ func listenSocket(path string) (net.Listener, error) {
 			conn.Close()
 			return nil, fmt.Errorf("socket %s: another process is serving on it", path)
 		}
-		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("remove stale socket %s: %w", path, err)
-		}
 	}
-	lis, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", path, err)
-	}
-	if err := os.Chmod(path, 0o660); err != nil {
-		lis.Close()
-		return nil, fmt.Errorf("chmod %s: %w", path, err)
-	}
-	return lis, nil
+	return privdir.Listen(path, 0o660)
 }
 
 // cgroupDriver resolves "auto": systemd only when systemd is PID 1, as the kubelet expects.

@@ -17,6 +17,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/berthcri/berth/internal/errdefs"
+	"github.com/berthcri/berth/internal/privdir"
 )
 
 // Store is a directory of blobs. It is safe for concurrent use; callers serialise writers of one digest.
@@ -27,7 +28,7 @@ type Store struct {
 // Open creates the store's directories under root.
 func Open(root string) (*Store, error) {
 	for _, d := range []string{filepath.Join(root, "blobs"), filepath.Join(root, "ingest")} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
+		if err := privdir.Make(d, privdir.Private); err != nil {
 			return nil, fmt.Errorf("open content store: %w", err)
 		}
 	}

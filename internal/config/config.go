@@ -30,6 +30,10 @@ type Config struct {
 	StateDir     string `toml:"state_dir"`     // runtime state that a reboot may drop: monitors, sockets
 	Listen       string `toml:"listen"`        // path of the CRI unix socket
 	CgroupDriver string `toml:"cgroup_driver"` // auto, cgroupfs or systemd
+	// UsernsGroup names the host group that may traverse berth's shared dirs (state_dir, its pods dir) on the way to
+	// a user-namespaced pod's files: the pod's root is no one on the host. Empty, or a group the host lacks, keeps
+	// those dirs 0700 and user namespaces off.
+	UsernsGroup string `toml:"userns_group"`
 	// MinOOMScoreAdj is the lowest oom_score_adj berth will ever request; lower requests are raised to it.
 	// Default -1000, range -1000..1000. The config stays pure: the runtime applies the clamp, raising the floor at
 	// start-up to berthd's own /proc/self/oom_score_adj when it lacks CAP_SYS_RESOURCE.
@@ -164,6 +168,7 @@ func Default() Config {
 		StateDir:        "/run/berth",
 		Listen:          "/run/berth/berth.sock",
 		CgroupDriver:    "auto",
+		UsernsGroup:     "berth-userns",
 		MinOOMScoreAdj:  -1000,
 		SandboxImage:    "registry.k8s.io/pause:3.10.1",
 		ShutdownTimeout: Duration{10 * time.Second},

@@ -91,6 +91,9 @@ func (c *Config) Validate() error {
 		v.fail(toml.Key{"listen"}, -1, "%q is longer than %d bytes, the limit of a unix socket path", c.Listen, maxSocketPath)
 	}
 	v.oneOf(toml.Key{"cgroup_driver"}, c.CgroupDriver, "auto", "cgroupfs", "systemd")
+	if strings.ContainsAny(c.UsernsGroup, ":\n\t /") {
+		v.fail(toml.Key{"userns_group"}, -1, "%q is not a group name", c.UsernsGroup)
+	}
 	if c.MinOOMScoreAdj < -1000 || c.MinOOMScoreAdj > 1000 {
 		v.fail(toml.Key{"min_oom_score_adj"}, -1, "%d is outside -1000..1000", c.MinOOMScoreAdj)
 	}

@@ -17,6 +17,7 @@ import (
 	"sync"
 
 	"github.com/berthcri/berth/internal/errdefs"
+	"github.com/berthcri/berth/internal/privdir"
 )
 
 const (
@@ -62,7 +63,7 @@ func Open[T any](dir string, kind string, version int) (*Store[T], error) {
 	if version < 1 {
 		return nil, errdefs.InvalidArgument("version", "%d is not >= 1", version)
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := privdir.Make(dir, privdir.Private); err != nil {
 		return nil, fmt.Errorf("open %s store: %w", kind, err)
 	}
 	entries, err := os.ReadDir(dir)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/berthcri/berth/internal/errdefs"
+	"github.com/berthcri/berth/internal/privdir"
 )
 
 // StartOptions describe the monitor of one pod.
@@ -38,6 +40,11 @@ type StartOptions struct {
 	PauseUserNS UserNamespace
 	// Binary is the monitor's executable, cmd/berth-monitor: DefaultBinary() for berthd.
 	Binary string
+	// Groups are the monitor's supplementary groups, and those of the runc helpers and the pause process it starts
+	// (none when empty): with a user namespace, the group that lets the pod's root traverse the state dirs (runc
+	// does not set groups when its init joins a user namespace; the pause process and the container process drop
+	// them before they run anything of the pod's).
+	Groups []uint32
 }
 
 // Client talks to one pod's monitor. It holds no connection: each call dials the socket, so a Client
@@ -74,8 +81,11 @@ func Start(ctx context.Context, o StartOptions) (*Client, error) {
 		c.Close()
 		return nil, fmt.Errorf("monitor in %s: %w", o.Dir, errdefs.ErrAlreadyExists)
 	}
-	if err := os.MkdirAll(o.Dir, 0o711); err != nil {
-		return nil, fmt.Errorf("monitor dir: %w", err)
+	// A pod dir made by the caller keeps its mode (0710 to a user-namespaced pod's root).
+	if _, err := os.Lstat(o.Dir); errors.Is(err, fs.ErrNotExist) {
+		if err := privdir.Make(o.Dir, privdir.Private); err != nil {
+			return nil, fmt.Errorf("monitor dir: %w", err)
+		}
 	}
 	logf, err := os.OpenFile(filepath.Join(o.Dir, LogFileName), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
 	if err != nil {
@@ -107,7 +117,8 @@ func Start(ctx context.Context, o StartOptions) (*Client, error) {
 	cmd.Env = monitorEnv()
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.ExtraFiles = []*os.File{readyW}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true,
+		Credential: &syscall.Credential{Uid: uint32(os.Getuid()), Gid: uint32(os.Getgid()), Groups: o.Groups}}
 	err = cmd.Start()
 	readyW.Close()
 	if err != nil {

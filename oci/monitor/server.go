@@ -33,6 +33,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berthcri/berth/internal/errdefs"
+	"github.com/berthcri/berth/internal/privdir"
 	"github.com/berthcri/berth/oci/ctr"
 )
 
@@ -56,6 +57,7 @@ type config struct {
 // returns the process exit code.
 func Main(args []string, pause func(binary, dir string) *exec.Cmd) int {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	unix.Umask(0o022) // whoever started it: no group or world write bits on what it creates
 	var cfg config
 	fs := flag.NewFlagSet("berth-monitor "+Arg, flag.ContinueOnError)
 	fs.StringVar(&cfg.dir, "dir", "", "pod runtime directory")
@@ -154,21 +156,8 @@ func newServer(cfg config, log *slog.Logger) (*server, error) {
 			return nil, err
 		}
 	}
-	sock := filepath.Join(cfg.dir, SocketName)
-	os.Remove(sock)
-	err = withSocketPath(cfg.dir, func(addr string) (err error) {
-		s.ln, err = net.ListenUnix("unix", &net.UnixAddr{Name: addr, Net: "unix"})
-		if err == nil {
-			s.ln.SetUnlinkOnClose(false) // the address may be a /proc/self/fd path; the file is removed by name
-		}
-		return err
-	})
-	if err != nil {
-		s.stopPause()
-		return nil, fmt.Errorf("listen: %w", err)
-	}
-	if err := os.Chmod(sock, 0o600); err != nil {
-		s.ln.Close()
+	// Bound in a private dir and renamed into the pod dir: that one may be 0710 to a user-namespaced pod's root.
+	if s.ln, err = privdir.Listen(filepath.Join(cfg.dir, SocketName), 0o600); err != nil {
 		s.stopPause()
 		return nil, err
 	}
@@ -201,8 +190,9 @@ func joinCgroup(path string, systemd bool, podID string) error {
 // startPause runs the pod's PID-namespace init, a child of the monitor in the pod cgroup, in a new PID namespace;
 // with userns set, also in a new user namespace owning it and the namespaces userns.Unshare names.
 func (s *server) startPause(command func(binary, dir string) *exec.Cmd, userns UserNamespace) error {
+	// The pause process chroots there as the pod's root, when the pod has its own user namespace.
 	dir := filepath.Join(s.dir, PauseDirName)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := privdir.Make(dir, userns.rootGID()); err != nil {
 		return fmt.Errorf("pause dir: %w", err)
 	}
 	// /proc/self/exe: the monitor's own binary, even after berth-monitor was replaced on disk.

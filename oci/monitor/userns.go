@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/berthcri/berth/internal/privdir"
 )
 
 // UserNamespace is a new user namespace for the pod's pause process, a pod's own (KEP-127). The kernel makes it
@@ -38,9 +40,21 @@ func (u UserNamespace) apply(attr *syscall.SysProcAttr) error {
 	// The pause process drops its supplementary groups, and containers set theirs.
 	attr.GidMappingsEnableSetgroups = true
 	// The clone keeps the host ids, which the namespace does not map: become its root before the exec, or the exec
-	// drops every capability in it (the pause process needs CAP_SYS_CHROOT).
-	attr.Credential = &syscall.Credential{Uid: 0, Gid: 0}
+	// drops every capability in it (the pause process needs CAP_SYS_CHROOT). It keeps the monitor's groups (the
+	// userns group, StartOptions.Groups) to reach its dir through the shared state dirs, and drops them there.
+	attr.Credential = &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: true}
 	return nil
+}
+
+// rootGID is the host gid of the namespace's root, whose dirs on the way to its files are 0710 to it;
+// privdir.Private without a user namespace.
+func (u UserNamespace) rootGID() int {
+	for _, m := range u.GIDs {
+		if m.ContainerID == 0 {
+			return m.HostID
+		}
+	}
+	return privdir.Private
 }
 
 // args are the monitor's command-line flags for u.

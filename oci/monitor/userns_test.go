@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/berthcri/berth/internal/privdir"
 )
 
 func TestUserNamespaceFlags(t *testing.T) {
@@ -58,6 +60,16 @@ func TestPauseUserNamespace(t *testing.T) {
 	o := e.startOptions("p1", true)
 	m := []syscall.SysProcIDMap{{ContainerID: 0, HostID: 100000, Size: 65536}}
 	o.PauseUserNS = UserNamespace{UIDs: m, GIDs: m, Unshare: []string{"net"}}
+	// As sandbox makes them: the pods dir 0710 to the userns group, which the monitor is given and the pause process
+	// carries there, and the pod dir 0710 to the namespace's root.
+	const usernsGID = 4242
+	if err := privdir.Make(filepath.Dir(o.Dir), usernsGID); err != nil {
+		t.Fatal(err)
+	}
+	if err := privdir.Make(o.Dir, 100000); err != nil {
+		t.Fatal(err)
+	}
+	o.Groups = []uint32{usernsGID}
 	c, err := Start(ctxT(t, 20*time.Second), o)
 	if err != nil {
 		log, _ := os.ReadFile(filepath.Join(o.Dir, LogFileName))
@@ -70,6 +82,19 @@ func TestPauseUserNamespace(t *testing.T) {
 	}
 	if uid := procStatus(t, pp, "Uid"); uid != "165535\t165535\t165535\t165535" {
 		t.Errorf("pause uid %q, want the user namespace's 65535", uid)
+	}
+	for path, want := range map[string]string{filepath.Join(o.Dir, PauseDirName): "710 0:100000",
+		filepath.Join(o.Dir, SocketName): "600 0:0"} {
+		var st unix.Stat_t
+		if err := unix.Lstat(path, &st); err != nil {
+			t.Fatal(err)
+		}
+		if got := fmt.Sprintf("%o %d:%d", st.Mode&0o7777, st.Uid, st.Gid); got != want {
+			t.Errorf("%s: %s, want %s", path, got, want)
+		}
+	}
+	if groups := procStatus(t, pp, "Groups"); groups != "" {
+		t.Errorf("pause keeps the groups %q, want none", groups)
 	}
 	if ns := strings.Fields(procStatus(t, pp, "NSpid")); len(ns) != 2 || ns[1] != "1" {
 		t.Errorf("pause NSpid %v, want PID 1 of a new namespace", ns)
