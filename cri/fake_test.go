@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -110,8 +111,9 @@ func newTestRuntimeServer(t testing.TB) (*RuntimeServer, *fakeHost) {
 		Images:        fakeImages{h},
 		Sandboxes:     fakeSandboxes{h},
 		Containers:    fakeContainers{h},
-		Host:          oci.Host{BoundingCaps: []string{"CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_SYS_ADMIN"}},
-		Logger:        slog.New(slog.DiscardHandler),
+		Host: oci.Host{BoundingCaps: []string{"CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_SYS_ADMIN"},
+			OOMScoreAdjMin: -1000, FS: fakeHostFS{}},
+		Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -608,3 +610,41 @@ func writeExitFile(bundle string, e monitor.Exit) error {
 func (c fakeContainer) Stats() (*ctr.Stats, error) { return &ctr.Stats{Timestamp: time.Now()}, nil }
 
 func (c fakeContainer) Processes() ([]int, error) { return nil, nil }
+
+// fakeHostFS is the host's paths as spec generation sees them: every absolute path exists and is itself, on "/"
+// (private), except below /missing; /dev/null and /dev/fuse are its devices; /profiles/<name> are seccomp profiles
+// that allow everything.
+type fakeHostFS struct{}
+
+func (fakeHostFS) EvalSymlinks(p string) (string, error) {
+	if !filepath.IsAbs(p) || strings.HasPrefix(p, "/missing") {
+		return "", &fs.PathError{Op: "lstat", Path: p, Err: fs.ErrNotExist}
+	}
+	return filepath.Clean(p), nil
+}
+
+func (fakeHostFS) MountPoint(string) (oci.MountPoint, error) { return oci.MountPoint{Path: "/"}, nil }
+
+var fakeDevices = []specs.LinuxDevice{{Path: "/dev/null", Type: "c", Major: 1, Minor: 3}, {Path: "/dev/fuse", Type: "c", Major: 10, Minor: 229}}
+
+func (fakeHostFS) Devices(hostPath, containerPath string) ([]specs.LinuxDevice, error) {
+	if hostPath == "/dev" {
+		return slices.Clone(fakeDevices), nil
+	}
+	for _, d := range fakeDevices {
+		if d.Path == hostPath {
+			if containerPath != "" {
+				d.Path = containerPath
+			}
+			return []specs.LinuxDevice{d}, nil
+		}
+	}
+	return nil, &fs.PathError{Op: "stat", Path: hostPath, Err: fs.ErrNotExist}
+}
+
+func (fakeHostFS) ReadFile(p string) ([]byte, error) {
+	if filepath.Dir(p) == "/profiles" {
+		return []byte(`{"defaultAction": "SCMP_ACT_ALLOW"}`), nil
+	}
+	return nil, &fs.PathError{Op: "open", Path: p, Err: fs.ErrNotExist}
+}

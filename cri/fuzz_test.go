@@ -1,0 +1,198 @@
+package cri
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/prototext"
+	"google.golang.org/protobuf/proto"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// The fuzzers call the real services over the fakes, through the real interceptor, as gRPC would: an input is an
+// RPC (an index into the lists below) and bytes decoded as its request. A call fails the fuzzer when it panics,
+// ends in codes.Internal or codes.Unknown (an error that names no errdefs kind: a mapping bug), or does not return
+// within callTimeout+hangGrace.
+
+// runtimeRPCs and imageRPCs are the unary RPCs driven, by index: append only, so that the seeds in testdata/fuzz
+// keep their meaning when cri-api adds RPCs.
+var (
+	runtimeRPCs = []string{"Version", "RunPodSandbox", "StopPodSandbox", "RemovePodSandbox", "PodSandboxStatus",
+		"ListPodSandbox", "CreateContainer", "StartContainer", "StopContainer", "RemoveContainer", "ListContainers",
+		"ContainerStatus", "UpdateContainerResources", "ReopenContainerLog", "ExecSync", "Exec", "Attach",
+		"PortForward", "ContainerStats", "ListContainerStats", "PodSandboxStats", "ListPodSandboxStats",
+		"UpdateRuntimeConfig", "Status", "CheckpointContainer", "CheckpointPod", "RestorePod", "ListMetricDescriptors",
+		"ListPodSandboxMetrics", "RuntimeConfig", "UpdatePodSandboxResources"}
+	imageRPCs = []string{"ListImages", "ImageStatus", "PullImage", "RemoveImage", "ImageFsInfo"}
+)
+
+const (
+	callTimeout = 3 * time.Second // the context of each call
+	hangGrace   = 3 * time.Second // how long past it a call may take before the fuzzer calls it hung
+)
+
+// The ids of the harness's own pod and containers are random; requests name them by these placeholders, of the
+// same length, which the harness replaces before decoding (proto lengths stay right).
+var (
+	podPlaceholder     = strings.Repeat("P", 64) // a ready pod
+	runningPlaceholder = strings.Repeat("R", 64) // a running container in it
+	createdPlaceholder = strings.Repeat("C", 64) // a created container in it
+)
+
+// rpcHarness calls one service's handlers through the interceptor and keeps its state bounded between calls.
+type rpcHarness struct {
+	srv     any
+	methods map[string]grpc.MethodDesc
+	icp     *Interceptor
+	logs    *lockedBuffer
+}
+
+func newRPCHarness(t testing.TB, srv any, desc grpc.ServiceDesc, rpcs []string) *rpcHarness {
+	logs := &lockedBuffer{}
+	h := &rpcHarness{srv: srv, methods: map[string]grpc.MethodDesc{}, logs: logs,
+		icp: NewInterceptor(slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelError})), nil)}
+	for _, m := range desc.Methods {
+		h.methods[m.MethodName] = m
+	}
+	for _, name := range rpcs {
+		if _, ok := h.methods[name]; !ok {
+			t.Fatalf("%s has no RPC %s", desc.ServiceName, name)
+		}
+	}
+	return h
+}
+
+// call decodes req as the request of RPC name and calls it; a request that does not decode is skipped.
+func (h *rpcHarness) call(t *testing.T, name string, req []byte) {
+	h.logs.reset()
+	dec := func(m any) error { return proto.Unmarshal(req, m.(proto.Message)) }
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+	defer cancel()
+	started := make(chan proto.Message, 1) // the decoded request, once the interceptor has it
+	done := make(chan error, 1)
+	go func() {
+		icp := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+			started <- req.(proto.Message)
+			return h.icp.unary(ctx, req, info, handler)
+		}
+		_, err := h.methods[name].Handler(h.srv, ctx, dec, icp)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		var decoded proto.Message
+		select {
+		case decoded = <-started:
+		default:
+			return // the request did not decode: no call
+		}
+		if code := status.Code(err); code == codes.Internal || code == codes.Unknown {
+			t.Fatalf("%s(%s): %v\n%s", name, prototext.Format(decoded), err, h.logs.String())
+		}
+	case <-time.After(callTimeout + hangGrace):
+		t.Fatalf("%s(%s) did not return within %v", name, prototext.Format(<-started), callTimeout+hangGrace)
+	}
+}
+
+// lockedBuffer collects the interceptor's error logs (a panic's stack) of the current call.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func (l *lockedBuffer) reset() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.b.Reset()
+}
+
+// pick resolves an RPC index of a fuzz input.
+func pick(rpcs []string, i uint8) string { return rpcs[int(i)%len(rpcs)] }
+
+// seed adds a request for RPC name to the corpus.
+func seed(f *testing.F, rpcs []string, name string, req proto.Message) {
+	for i, n := range rpcs {
+		if n == name {
+			b, err := proto.Marshal(req)
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(uint8(i), b)
+			return
+		}
+	}
+	f.Fatalf("no RPC %s", name)
+}
+
+func FuzzRuntimeService(f *testing.F) {
+	fz := newRuntimeFuzzer(f)
+	for _, s := range runtimeSeeds() {
+		seed(f, runtimeRPCs, s.rpc, s.req)
+	}
+	f.Fuzz(func(t *testing.T, rpc uint8, req []byte) {
+		fz.rpc.call(t, pick(runtimeRPCs, rpc), fz.substitute(req))
+		fz.reset(t)
+	})
+}
+
+func FuzzImageService(f *testing.F) {
+	srv, h := newTestImageServer(f)
+	rpc := newRPCHarness(f, srv, runtimeapi.ImageService_ServiceDesc, imageRPCs)
+	pullBase := func(t testing.TB) {
+		if _, err := (fakeImages{h}).Pull(context.Background(), testImage, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pullBase(f)
+	for _, s := range imageSeeds() {
+		seed(f, imageRPCs, s.rpc, s.req)
+	}
+	f.Fuzz(func(t *testing.T, i uint8, req []byte) {
+		rpc.call(t, pick(imageRPCs, i), req)
+		// Bounded: the images pulled by this input go, the test image is back.
+		for _, img := range (fakeImages{h}).List() {
+			if !slices.Contains(img.RepoTags, testImage) {
+				_ = (fakeImages{h}).Remove(img.ID)
+			}
+		}
+		pullBase(t)
+	})
+}
+
+type rpcSeed struct {
+	rpc string
+	req proto.Message
+}
+
+func imageSeeds() []rpcSeed {
+	spec := &runtimeapi.ImageSpec{Image: testImage}
+	return []rpcSeed{
+		{"ListImages", &runtimeapi.ListImagesRequest{Filter: &runtimeapi.ImageFilter{Image: spec}}},
+		{"ImageStatus", &runtimeapi.ImageStatusRequest{Image: spec, Verbose: true}},
+		{"PullImage", &runtimeapi.PullImageRequest{Image: &runtimeapi.ImageSpec{Image: "registry.test/other:2"},
+			Auth: &runtimeapi.AuthConfig{Username: "u", Password: "p"}, SandboxConfig: testPodConfig("img")}},
+		{"RemoveImage", &runtimeapi.RemoveImageRequest{Image: spec}},
+		{"ImageFsInfo", &runtimeapi.ImageFsInfoRequest{}},
+	}
+}
