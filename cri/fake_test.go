@@ -81,6 +81,22 @@ const (
 	opDestroy       = "containers.Destroy"
 )
 
+// faultOps are the steps a fuzz input may fail, by bit: append only, so that the seeds keep their meaning.
+var faultOps = []string{opAcquire, opMount, opMountRO, opUnmount, opPodCreate, opPodStop, opPodRemove,
+	opMonitorCreate, opMonitorStart, opMonitorRemove, opExec, opUpdate, opDestroy}
+
+// inject makes the steps of faultOps whose bits are set in mask fail with an Unavailable error, and only those.
+func (h *fakeHost) inject(mask uint16) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	clear(h.fails)
+	for i, op := range faultOps {
+		if mask&(1<<i) != 0 {
+			h.fails[op] = fmt.Errorf("injected fault in %s: %w", op, errdefs.ErrUnavailable)
+		}
+	}
+}
+
 func newFakeHost(t testing.TB) *fakeHost {
 	return &fakeHost{root: t.TempDir(), fails: map[string]error{}, images: map[string]*fakeImage{},
 		pods: map[string]*fakePod{}, ctrs: map[string]*fakeCtr{}, mounts: map[string]bool{}, nextPid: 1000}

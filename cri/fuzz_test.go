@@ -19,7 +19,8 @@ import (
 )
 
 // The fuzzers call the real services over the fakes, through the real interceptor, as gRPC would: an input is an
-// RPC (an index into the lists below) and bytes decoded as its request. A call fails the fuzzer when it panics,
+// RPC (an index into the lists below) and bytes decoded as its request; for the runtime service also a set of fake
+// steps that fail during the call (faultOps), with errors of a kind, so that undo paths are driven too. A call fails the fuzzer when it panics,
 // ends in codes.Internal or codes.Unknown (an error that names no errdefs kind: a mapping bug), or does not return
 // within callTimeout+hangGrace.
 
@@ -130,28 +131,35 @@ func (l *lockedBuffer) reset() {
 // pick resolves an RPC index of a fuzz input.
 func pick(rpcs []string, i uint8) string { return rpcs[int(i)%len(rpcs)] }
 
-// seed adds a request for RPC name to the corpus.
-func seed(f *testing.F, rpcs []string, name string, req proto.Message) {
-	for i, n := range rpcs {
-		if n == name {
-			b, err := proto.Marshal(req)
-			if err != nil {
-				f.Fatal(err)
-			}
-			f.Add(uint8(i), b)
-			return
-		}
+// seed adds a request for RPC name to the corpus, with the faults for runtime RPCs.
+func seed(f *testing.F, rpcs []string, name string, req proto.Message, faults ...uint16) {
+	i := slices.Index(rpcs, name)
+	if i < 0 {
+		f.Fatalf("no RPC %s", name)
 	}
-	f.Fatalf("no RPC %s", name)
+	b, err := proto.Marshal(req)
+	if err != nil {
+		f.Fatal(err)
+	}
+	if len(faults) == 0 {
+		f.Add(uint8(i), b)
+		return
+	}
+	for _, m := range faults {
+		f.Add(uint8(i), m, b)
+	}
 }
 
 func FuzzRuntimeService(f *testing.F) {
 	fz := newRuntimeFuzzer(f)
 	for _, s := range runtimeSeeds() {
-		seed(f, runtimeRPCs, s.rpc, s.req)
+		// Each request once as it is, and once with every fake step failing.
+		seed(f, runtimeRPCs, s.rpc, s.req, 0, 1<<len(faultOps)-1)
 	}
-	f.Fuzz(func(t *testing.T, rpc uint8, req []byte) {
+	f.Fuzz(func(t *testing.T, rpc uint8, faults uint16, req []byte) {
+		fz.h.inject(faults)
 		fz.rpc.call(t, pick(runtimeRPCs, rpc), fz.substitute(req))
+		fz.h.inject(0)
 		fz.reset(t)
 	})
 }
