@@ -3,6 +3,7 @@ package cri
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -16,11 +17,13 @@ import (
 	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/proto"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berthcri/berth/internal/errdefs"
 )
 
 // The fuzzers call the real services over the fakes, through the real interceptor, as gRPC would: an input is an
-// RPC (an index into the lists below) and bytes decoded as its request; for the runtime service also a set of fake
-// steps that fail during the call (faultOps), with errors of a kind, so that undo paths are driven too. A call fails the fuzzer when it panics,
+// RPC (an index into the lists below) and bytes decoded as its request, and fake steps that fail during the call
+// (faultOps; for images the pull), with errors of a kind, so that error and undo paths are driven too. A call fails the fuzzer when it panics,
 // ends in codes.Internal or codes.Unknown (an error that names no errdefs kind: a mapping bug), or does not return
 // within callTimeout+hangGrace.
 
@@ -131,30 +134,26 @@ func (l *lockedBuffer) reset() {
 // pick resolves an RPC index of a fuzz input.
 func pick(rpcs []string, i uint8) string { return rpcs[int(i)%len(rpcs)] }
 
-// seed adds a request for RPC name to the corpus, with the faults for runtime RPCs.
-func seed(f *testing.F, rpcs []string, name string, req proto.Message, faults ...uint16) {
-	i := slices.Index(rpcs, name)
+// seedInput is the RPC index and request bytes of a seed.
+func seedInput(f *testing.F, rpcs []string, s rpcSeed) (uint8, []byte) {
+	i := slices.Index(rpcs, s.rpc)
 	if i < 0 {
-		f.Fatalf("no RPC %s", name)
+		f.Fatalf("no RPC %s", s.rpc)
 	}
-	b, err := proto.Marshal(req)
+	b, err := proto.Marshal(s.req)
 	if err != nil {
 		f.Fatal(err)
 	}
-	if len(faults) == 0 {
-		f.Add(uint8(i), b)
-		return
-	}
-	for _, m := range faults {
-		f.Add(uint8(i), m, b)
-	}
+	return uint8(i), b
 }
 
 func FuzzRuntimeService(f *testing.F) {
 	fz := newRuntimeFuzzer(f)
 	for _, s := range runtimeSeeds() {
 		// Each request once as it is, and once with every fake step failing.
-		seed(f, runtimeRPCs, s.rpc, s.req, 0, 1<<len(faultOps)-1)
+		i, b := seedInput(f, runtimeRPCs, s)
+		f.Add(i, uint16(0), b)
+		f.Add(i, uint16(1<<len(faultOps)-1), b)
 	}
 	f.Fuzz(func(t *testing.T, rpc uint8, faults uint16, req []byte) {
 		fz.h.inject(faults)
@@ -174,10 +173,16 @@ func FuzzImageService(f *testing.F) {
 	}
 	pullBase(f)
 	for _, s := range imageSeeds() {
-		seed(f, imageRPCs, s.rpc, s.req)
+		i, b := seedInput(f, imageRPCs, s)
+		f.Add(i, false, b)
+		f.Add(i, true, b)
 	}
-	f.Fuzz(func(t *testing.T, i uint8, req []byte) {
+	f.Fuzz(func(t *testing.T, i uint8, failPull bool, req []byte) {
+		if failPull {
+			h.fail(opPull, fmt.Errorf("injected fault: %w", errdefs.ErrUnavailable))
+		}
 		rpc.call(t, pick(imageRPCs, i), req)
+		h.fail(opPull, nil)
 		// Bounded: the images pulled by this input go, the test image is back.
 		for _, img := range (fakeImages{h}).List() {
 			if !slices.Contains(img.RepoTags, testImage) {
