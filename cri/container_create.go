@@ -11,11 +11,9 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	"github.com/berthcri/berth/image"
 	"github.com/berthcri/berth/internal/errdefs"
 	"github.com/berthcri/berth/oci"
 	"github.com/berthcri/berth/oci/monitor"
-	"github.com/berthcri/berth/sandbox"
 )
 
 // CreateContainer creates a container in a ready pod. Like RunPodSandbox it runs detached from the call, so a
@@ -77,8 +75,8 @@ func (s *RuntimeServer) createContainer(ctx context.Context, id string, podRec p
 		s.podLost(podRec.ID, "its pause process exited")
 		return fmt.Errorf("create container %s: %w", id, err)
 	}
-	mon, ok := pod.Monitor().(*monitor.Client)
-	if !ok || mon == nil {
+	mon := pod.Monitor()
+	if mon == nil {
 		return fmt.Errorf("pod sandbox %s: monitor not reachable: %w", podRec.ID, errdefs.ErrUnavailable)
 	}
 
@@ -118,7 +116,7 @@ func (s *RuntimeServer) createContainer(ctx context.Context, id string, podRec p
 	layer := filepath.Join(s.opts.RootDir, "containers", id)
 	rootfs := filepath.Join(bundle, "rootfs")
 	undo = append(undo, func(context.Context) {
-		_ = image.UnmountRootfs(rootfs)
+		_ = s.opts.Images.Unmount(rootfs)
 		_ = os.RemoveAll(bundle)
 		_ = os.RemoveAll(layer)
 	})
@@ -127,7 +125,7 @@ func (s *RuntimeServer) createContainer(ctx context.Context, id string, podRec p
 		return fmt.Errorf("create container %s: %w", id, err)
 	}
 	// Registered after the rootfs undo, so it runs first: the bundle is removed with nothing mounted in it.
-	undo = append(undo, func(context.Context) { _ = unmountImageVolumes(vols) })
+	undo = append(undo, func(context.Context) { _ = s.unmountImageVolumes(vols) })
 	if err := s.mountImageVolumes(cfg, vols, idmap); err != nil {
 		return fmt.Errorf("create container %s: %w", id, err)
 	}
@@ -204,7 +202,7 @@ func (s *RuntimeServer) targetPIDNS(podID, target string) (string, error) {
 	return "/proc/" + strconv.Itoa(pid) + "/ns/pid", nil
 }
 
-func ociPod(p *sandbox.Pod, cfg *runtimeapi.PodSandboxConfig) oci.Pod {
+func ociPod(p PodRuntime, cfg *runtimeapi.PodSandboxConfig) oci.Pod {
 	md := cfg.GetMetadata()
 	return oci.Pod{
 		ID: p.ID(), Name: md.GetName(), Namespace: md.GetNamespace(), UID: md.GetUid(),

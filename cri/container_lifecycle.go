@@ -232,13 +232,13 @@ func (s *RuntimeServer) removeContainer(ctx context.Context, id string) error {
 }
 
 // monitorOf returns the running monitor of a pod.
-func (s *RuntimeServer) monitorOf(podID string) (*monitor.Client, error) {
+func (s *RuntimeServer) monitorOf(podID string) (Monitor, error) {
 	pod := s.sandboxPod(podID)
 	if pod == nil {
 		return nil, fmt.Errorf("pod %s has no runtime: %w", podID, errdefs.ErrFailedPrecondition)
 	}
-	mon, ok := pod.Monitor().(*monitor.Client)
-	if !ok || mon == nil {
+	mon := pod.Monitor()
+	if mon == nil {
 		return nil, fmt.Errorf("pod %s: monitor not running: %w", podID, errdefs.ErrUnavailable)
 	}
 	return mon, nil

@@ -13,10 +13,10 @@ import (
 // ImageServer implements the CRI ImageService over the image store.
 type ImageServer struct {
 	runtimeapi.UnimplementedImageServiceServer
-	images *image.Service
+	images ImageStore
 }
 
-func NewImageServer(s *image.Service) *ImageServer {
+func NewImageServer(s ImageStore) *ImageServer {
 	return &ImageServer{images: s}
 }
 

@@ -74,10 +74,10 @@ func (s *RuntimeServer) mountImageVolumes(cfg *runtimeapi.ContainerConfig, vols 
 }
 
 // unmountImageVolumes unmounts a container's image volumes; idempotent.
-func unmountImageVolumes(vols []imageVolume) error {
+func (s *RuntimeServer) unmountImageVolumes(vols []imageVolume) error {
 	var errs []error
 	for _, v := range vols {
-		errs = append(errs, image.UnmountRootfs(v.Path))
+		errs = append(errs, s.opts.Images.Unmount(v.Path))
 	}
 	return errors.Join(errs...)
 }

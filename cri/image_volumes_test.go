@@ -57,7 +57,7 @@ func must[T any](v T, err error) T {
 
 func TestAcquireImageVolumes(t *testing.T) {
 	svc, root, ref, img := pulledImage(t)
-	s := &RuntimeServer{opts: RuntimeOptions{Images: svc}}
+	s := &RuntimeServer{opts: RuntimeOptions{Images: HostImages(svc)}}
 	volume := func(ro bool) *runtimeapi.Mount {
 		return &runtimeapi.Mount{ContainerPath: "/v", Readonly: ro, Image: &runtimeapi.ImageSpec{Image: ref}}
 	}

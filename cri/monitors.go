@@ -8,7 +8,6 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berthcri/berth/oci/monitor"
-	"github.com/berthcri/berth/sandbox"
 )
 
 // reasonMonitorDied is the reason of a container whose pod monitor died: nothing held its stdio or could record its
@@ -18,9 +17,9 @@ const reasonMonitorDied = "MonitorDied"
 // watchPod learns of the deaths of the pod's monitor and pause process from their pidfds (monitor.Client). Each
 // wait is a goroutine parked in the Go runtime's netpoller, which holds every pidfd in its one epoll: no thread and
 // no polling per pod. A wait ends with its process, with the Client's Close (the pod's removal) or with the server.
-func (s *RuntimeServer) watchPod(id string, pod *sandbox.Pod) {
-	mon, ok := pod.Monitor().(*monitor.Client)
-	if !ok || mon == nil {
+func (s *RuntimeServer) watchPod(id string, pod PodRuntime) {
+	mon := pod.Monitor()
+	if mon == nil {
 		return
 	}
 	go func() {

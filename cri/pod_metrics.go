@@ -49,7 +49,7 @@ func (s *RuntimeServer) podMetrics(ctx context.Context, rec podRecord) *runtimea
 	pm := &runtimeapi.PodSandboxMetrics{PodSandboxId: rec.ID}
 	sink := &metricSink{labels: []string{md.GetName(), md.GetNamespace(), "", rec.ID, ""}, at: time.Now().UnixNano()}
 	if pod := s.sandboxPod(rec.ID); pod != nil {
-		if st, err := podCgroupStats(pod); err != nil {
+		if st, err := pod.CgroupStats(); err != nil {
 			Logger(ctx).Debug("pod metrics: no cgroup counters", "pod", rec.ID, "err", err)
 		} else {
 			cgroupMetrics(sink, st)

@@ -80,7 +80,7 @@ func (s *RuntimeServer) runPod(ctx context.Context, id string, r *runtimeapi.Run
 	}); err != nil {
 		cctx, cancel := cleanupContext(ctx)
 		defer cancel()
-		_ = s.opts.Sandboxes.Remove(cctx, pod)
+		_ = pod.Remove(cctx)
 		_ = s.pods.Delete(id)
 		return fmt.Errorf("run pod %s: %w", id, err)
 	}

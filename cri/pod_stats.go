@@ -8,7 +8,6 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berthcri/berth/internal/errdefs"
-	"github.com/berthcri/berth/oci/ctr"
 	"github.com/berthcri/berth/sandbox"
 )
 
@@ -58,7 +57,7 @@ func (s *RuntimeServer) statsPods(f *runtimeapi.PodSandboxStatsFilter) []podReco
 func (s *RuntimeServer) podSandboxStats(ctx context.Context, rec podRecord) *runtimeapi.PodSandboxStats {
 	linux := &runtimeapi.LinuxPodSandboxStats{}
 	if pod := s.sandboxPod(rec.ID); pod != nil {
-		if st, err := podCgroupStats(pod); err != nil {
+		if st, err := pod.CgroupStats(); err != nil {
 			Logger(ctx).Debug("pod stats: no cgroup counters", "pod", rec.ID, "err", err)
 		} else {
 			linux.Cpu = s.cpuUsage(podStatsKey(rec.ID), st)
@@ -83,14 +82,6 @@ func (s *RuntimeServer) podSandboxStats(ctx context.Context, rec podRecord) *run
 			Labels: rec.Config.GetLabels(), Annotations: rec.Config.GetAnnotations()},
 		Linux: linux,
 	}
-}
-
-func podCgroupStats(pod *sandbox.Pod) (*ctr.Stats, error) {
-	cg, err := pod.Cgroup()
-	if err != nil {
-		return nil, err
-	}
-	return ctr.CgroupStats(cg)
 }
 
 // podStatsKey keeps a pod's CPU readings apart from its containers'.

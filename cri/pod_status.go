@@ -9,7 +9,6 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berthcri/berth/internal/errdefs"
-	"github.com/berthcri/berth/sandbox"
 )
 
 func (s *RuntimeServer) PodSandboxStatus(ctx context.Context, r *runtimeapi.PodSandboxStatusRequest) (*runtimeapi.PodSandboxStatusResponse, error) {
@@ -90,7 +89,7 @@ func (s *RuntimeServer) findPod(id string) (podRecord, bool) {
 	return podRecord{}, false
 }
 
-func (s *RuntimeServer) sandboxPod(id string) *sandbox.Pod {
+func (s *RuntimeServer) sandboxPod(id string) PodRuntime {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.sandbox[id]

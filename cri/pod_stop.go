@@ -36,7 +36,7 @@ func (s *RuntimeServer) stopPod(ctx context.Context, id string) error {
 	unlock := s.podLocks.lock(id)
 	defer unlock()
 	if pod := s.sandboxPod(id); pod != nil {
-		if err := s.opts.Sandboxes.Stop(ctx, pod); err != nil {
+		if err := pod.Stop(ctx); err != nil {
 			return fmt.Errorf("stop pod %s: %w", id, err)
 		}
 	}
@@ -73,7 +73,7 @@ func (s *RuntimeServer) RemovePodSandbox(ctx context.Context, r *runtimeapi.Remo
 	unlock := s.podLocks.lock(id)
 	defer unlock()
 	if pod := s.sandboxPod(id); pod != nil {
-		if err := s.opts.Sandboxes.Remove(cctx, pod); err != nil {
+		if err := pod.Remove(cctx); err != nil {
 			return nil, fmt.Errorf("remove pod %s: %w", id, err)
 		}
 	}

@@ -7,10 +7,8 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/berthcri/berth/image"
 	"github.com/berthcri/berth/internal/errdefs"
 	"github.com/berthcri/berth/oci/monitor"
-	"github.com/berthcri/berth/sandbox"
 )
 
 // Recover reconciles the records with what runs on the host when berthd starts. It assumes:
@@ -26,12 +24,12 @@ func (s *RuntimeServer) Recover(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("recover pods: %w", err)
 	}
-	runtimes := map[string]sandbox.RecoveredPod{}
+	runtimes := map[string]RecoveredPod{}
 	for _, rp := range recovered {
 		runtimes[rp.Pod.ID()] = rp
 		if _, ok := s.pods.Get(rp.Pod.ID()); !ok {
 			s.log.Info("recover: removing pod runtime without a record", "pod", rp.Pod.ID())
-			if err := s.opts.Sandboxes.Remove(ctx, rp.Pod); err != nil {
+			if err := rp.Pod.Remove(ctx); err != nil {
 				s.log.Error("recover: remove orphan pod", "pod", rp.Pod.ID(), "err", err)
 			}
 		}
@@ -41,7 +39,7 @@ func (s *RuntimeServer) Recover(ctx context.Context) error {
 		if rec.State == podCreating {
 			s.log.Info("recover: rolling back a pod creation that did not finish", "pod", rec.ID)
 			if live {
-				if err := s.opts.Sandboxes.Remove(ctx, rp.Pod); err != nil {
+				if err := rp.Pod.Remove(ctx); err != nil {
 					return fmt.Errorf("recover pod %s: %w", rec.ID, err)
 				}
 			}
@@ -128,7 +126,7 @@ func (s *RuntimeServer) forgetContainer(ctx context.Context, rec containerRecord
 	if err := s.opts.Containers.Destroy(ctx, rec.ID); err != nil && !errdefs.IsNotFound(err) {
 		return fmt.Errorf("clean up container %s: %w", rec.ID, err)
 	}
-	if err := errors.Join(unmountImageVolumes(rec.ImageVolumes), image.UnmountRootfs(filepath.Join(rec.Bundle, "rootfs"))); err != nil {
+	if err := errors.Join(s.unmountImageVolumes(rec.ImageVolumes), s.opts.Images.Unmount(filepath.Join(rec.Bundle, "rootfs"))); err != nil {
 		return fmt.Errorf("clean up container %s: %w", rec.ID, err)
 	}
 	if err := errors.Join(os.RemoveAll(rec.Bundle), os.RemoveAll(filepath.Join(s.opts.RootDir, "containers", rec.ID))); err != nil {

@@ -12,11 +12,8 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	"github.com/berthcri/berth/image"
 	"github.com/berthcri/berth/internal/store"
 	"github.com/berthcri/berth/oci"
-	"github.com/berthcri/berth/oci/ctr"
-	"github.com/berthcri/berth/sandbox"
 )
 
 // RuntimeOptions is what the runtime service needs from the daemon.
@@ -29,10 +26,10 @@ type RuntimeOptions struct {
 	Config any
 
 	RootDir    string // records live in <root>/pods and <root>/containers, writable layers in <root>/containers/<id>
-	Images     *image.Service
-	Sandboxes  *sandbox.Manager
-	Containers *ctr.Runtime // state, signals and stats from libcontainer's state; exec and updates in helpers
-	Host       oci.Host     // facts about this machine for spec generation (OOM floor already applied)
+	Images     Images
+	Sandboxes  Sandboxes
+	Containers Containers // state, signals and stats from libcontainer's state; exec and updates in helpers
+	Host       oci.Host   // facts about this machine for spec generation (OOM floor already applied)
 	Logger     *slog.Logger
 }
 
@@ -56,16 +53,16 @@ type RuntimeServer struct {
 	stopWatch context.CancelFunc
 
 	mu       sync.Mutex
-	podCIDR  string                  // from UpdateRuntimeConfig; kept for the network stage
-	sandbox  map[string]*sandbox.Pod // live pod runtimes by pod id
-	podLocks keyLocks                // serialises calls on one pod
-	ctrLocks keyLocks                // serialises calls on one container
+	podCIDR  string                // from UpdateRuntimeConfig; kept for the network stage
+	sandbox  map[string]PodRuntime // live pod runtimes by pod id
+	podLocks keyLocks              // serialises calls on one pod
+	ctrLocks keyLocks              // serialises calls on one container
 }
 
 // NewRuntimeServer opens the records and reconciles them with what runs on the host (recover.go).
 func NewRuntimeServer(opts RuntimeOptions) (*RuntimeServer, error) {
 	s := &RuntimeServer{opts: opts, log: opts.Logger, podNames: newNames(), ctrNames: newNames(),
-		sandbox: map[string]*sandbox.Pod{}}
+		sandbox: map[string]PodRuntime{}}
 	if s.log == nil {
 		s.log = slog.Default()
 	}

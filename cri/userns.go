@@ -2,13 +2,11 @@ package cri
 
 import (
 	"errors"
-	"fmt"
 	"sync"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berthcri/berth/image"
-	"github.com/berthcri/berth/internal/kernel"
 	"github.com/berthcri/berth/sandbox"
 )
 
@@ -16,19 +14,13 @@ import (
 var usernsProbes sync.Map // root dir → func() error
 
 // userNamespaces says why pods cannot have their own user namespace on this host; nil when they can. It is probed
-// once: for the pods dir, and for the runtime root (image layers are idmapped there), and overlayfs must stack
-// idmapped layers (lowerdir+ by descriptor, Linux 6.8).
+// once per runtime root (Sandboxes.UserNamespaces).
 func (s *RuntimeServer) userNamespaces() error {
 	dir := s.opts.RootDir
 	if dir == "" || s.opts.Sandboxes == nil {
 		return errors.New("no pod runtime")
 	}
-	probe, _ := usernsProbes.LoadOrStore(dir, sync.OnceValue(func() error {
-		if err := kernel.OverlayAppend(); err != nil {
-			return fmt.Errorf("idmapped image layers need %w", err)
-		}
-		return errors.Join(s.opts.Sandboxes.UserNamespaces(), sandbox.ProbeUserNamespaces(dir))
-	}))
+	probe, _ := usernsProbes.LoadOrStore(dir, sync.OnceValue(s.opts.Sandboxes.UserNamespaces))
 	return probe.(func() error)()
 }
 
@@ -51,7 +43,7 @@ func sandboxMappings(ms []*runtimeapi.IDMapping) []sandbox.IDMapping {
 
 // imageIDMap idmaps a container's image files (rootfs and image volumes) into its pod's user namespace; nil when
 // the pod has none.
-func imageIDMap(pod *sandbox.Pod) *image.IDMap {
+func imageIDMap(pod PodRuntime) *image.IDMap {
 	u := pod.Config().UserNS
 	if u == nil {
 		return nil

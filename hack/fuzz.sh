@@ -15,6 +15,8 @@ budget() {
   case "$1" in
   FuzzWriter) echo 30000 ;; # each input writes and re-reads a log file
   FuzzApply) echo 30000 ;;
+  FuzzRuntimeService) echo 30000 ;; # a CRI call and the harness's reset per input (~1500/s on 2 cores)
+  FuzzImageService) echo 50000 ;;
   *) echo 80000 ;;
   esac
 }

@@ -178,9 +178,9 @@ func newRuntime(ctx context.Context, cfg config.Config, usernsGID int, images *i
 		NetworkStatus: network.Ready,
 		Config:        json.RawMessage(cfgJSON),
 		RootDir:       cfg.RootDir,
-		Images:        images,
-		Sandboxes:     sandboxes,
-		Containers:    &ctr.Runtime{Root: runcRoot, Systemd: driver == "systemd", Helper: helper},
+		Images:        cri.HostImages(images),
+		Sandboxes:     cri.HostSandboxes(sandboxes, cfg.RootDir),
+		Containers:    cri.HostContainers(&ctr.Runtime{Root: runcRoot, Systemd: driver == "systemd", Helper: helper}),
 		Host:          host,
 		Logger:        log,
 	})
