@@ -52,7 +52,7 @@ func (s *RuntimeServer) CreateContainer(ctx context.Context, r *runtimeapi.Creat
 		return &runtimeapi.CreateContainerResponse{ContainerId: id}, nil
 	}
 	err, delivered := detached(ctx, func(ctx context.Context) error {
-		err := s.createContainer(ctx, res.id, pod, r)
+		err := s.createContainer(ctx, res.id, podID, r)
 		s.ctrNames.finish(key, res, err)
 		return err
 	})
@@ -65,8 +65,25 @@ func (s *RuntimeServer) CreateContainer(ctx context.Context, r *runtimeapi.Creat
 	return &runtimeapi.CreateContainerResponse{ContainerId: res.id}, nil
 }
 
-func (s *RuntimeServer) createContainer(ctx context.Context, id string, podRec podRecord, r *runtimeapi.CreateContainerRequest) (retErr error) {
-	unlock := s.ctrLocks.lock(id)
+func (s *RuntimeServer) createContainer(ctx context.Context, id string, podID string, r *runtimeapi.CreateContainerRequest) (retErr error) {
+	// The pod's lock, shared with the pod's other creations: a StopPodSandbox or RemovePodSandbox waits until this
+	// container is made (and then stops or removes it) or runs first (and this finds the pod gone or not ready).
+	unlockPod, err := s.podLocks.RLock(ctx, podID)
+	if err != nil {
+		return fmt.Errorf("create container %s: %w", id, err)
+	}
+	defer unlockPod()
+	podRec, ok := s.pods.Get(podID)
+	switch {
+	case !ok:
+		return errdefs.NotFound("pod sandbox", podID)
+	case podRec.State != podReady:
+		return errdefs.FailedPrecondition("pod sandbox %s is not ready", podID)
+	}
+	unlock, err := s.ctrLocks.Lock(ctx, id)
+	if err != nil {
+		return fmt.Errorf("create container %s: %w", id, err)
+	}
 	defer unlock()
 	cfg := r.GetConfig()
 	pod := s.sandboxPod(podRec.ID)
