@@ -68,6 +68,8 @@ func (s *RuntimeServer) runPod(ctx context.Context, id string, r *runtimeapi.Run
 	if err != nil {
 		if pod == nil { // rolled back
 			_ = s.pods.Delete(id)
+		} else {
+			s.keepHalfMadePod(rec, pod)
 		}
 		return fmt.Errorf("run pod %s: %w", id, err)
 	}

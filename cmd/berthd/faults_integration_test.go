@@ -176,3 +176,90 @@ func checkNothingOf(t *testing.T, ids []string) {
 		}
 	}
 }
+
+// TestStartupRollbackFailureServes: berthd killed while a pod's network is being set up, restarted while the CNI DEL
+// fails, serves anyway; the half-made pod is listed NOT_READY, RemovePodSandbox fails while DEL does and, once DEL
+// works again, removes it leaving nothing behind.
+func TestStartupRollbackFailureServes(t *testing.T) {
+	d, net := newNetworkDaemon(t, "2m", true)
+	rt, _ := d.clients(t)
+	gate := func(name string, on bool) {
+		t.Helper()
+		var err error
+		if on {
+			err = os.WriteFile(filepath.Join(d.dir, name), nil, 0o644)
+		} else {
+			err = os.Remove(filepath.Join(d.dir, name))
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	gate("hold-add", true)
+	go func() {
+		c, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		runPod(c, rt, "hold", 31700) // fails: berthd is killed during it
+	}()
+	for deadline := time.Now().Add(30 * time.Second); !exists(filepath.Join(d.dir, "add-waiting")); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the pod's CNI ADD did not start:\n%s", d.log)
+		}
+	}
+	gate("fail-del", true)
+	d.kill9(t)
+	gate("hold-add", false) // the held ADD finishes into a closed pipe and exits
+
+	d.start(t)
+	rt, _ = d.clients(t)
+	pods, err := rt.ListPodSandbox(ctx(t), &runtimeapi.ListPodSandboxRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pods.Items) != 1 || pods.Items[0].State != runtimeapi.PodSandboxState_SANDBOX_NOTREADY || pods.Items[0].Metadata.GetName() != "hold" {
+		t.Fatalf("pods after the restart = %v, want the half-made pod, not ready", pods.Items)
+	}
+	id := pods.Items[0].Id
+	if _, err := rt.RemovePodSandbox(ctx(t), &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id}); err == nil || !strings.Contains(err.Error(), "induced DEL failure") {
+		t.Errorf("RemovePodSandbox while DEL fails = %v, want the DEL's error", err)
+	}
+	gate("fail-del", false)
+	if _, err := rt.RemovePodSandbox(ctx(t), &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id}); err != nil {
+		t.Fatalf("RemovePodSandbox once DEL works: %v\n%s", err, d.log)
+	}
+	if pods, err := rt.ListPodSandbox(ctx(t), &runtimeapi.ListPodSandboxRequest{}); err != nil || len(pods.Items) != 0 {
+		t.Errorf("pods after the removal: %v %v", pods.GetItems(), err)
+	}
+	net.assertClean(t, d, []string{id})
+	checkNoLeaks(t, d)
+}
+
+// TestFailedRollbackKeepsPod: a RunPodSandbox whose CNI ADD fails and whose rollback fails too (DEL fails) leaves
+// the pod listed NOT_READY, and RemovePodSandbox finishes the rollback once DEL works.
+func TestFailedRollbackKeepsPod(t *testing.T) {
+	d, net := newNetworkDaemon(t, "2m", true)
+	rt, _ := d.clients(t)
+	failDel := filepath.Join(d.dir, "fail-del")
+	if err := os.WriteFile(failDel, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := runPod(ctx(t), rt, "fail", 31701); err == nil || !strings.Contains(err.Error(), "induced DEL failure") {
+		t.Fatalf("RunPodSandbox with a failing ADD and DEL = %v, want both errors", err)
+	}
+	pods, err := rt.ListPodSandbox(ctx(t), &runtimeapi.ListPodSandboxRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pods.Items) != 1 || pods.Items[0].State != runtimeapi.PodSandboxState_SANDBOX_NOTREADY {
+		t.Fatalf("pods after a failed rollback = %v, want the half-made pod, not ready", pods.Items)
+	}
+	id := pods.Items[0].Id
+	if err := os.Remove(failDel); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.RemovePodSandbox(ctx(t), &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id}); err != nil {
+		t.Fatalf("RemovePodSandbox once DEL works: %v\n%s", err, d.log)
+	}
+	net.assertClean(t, d, []string{id})
+	checkNoLeaks(t, d)
+}
