@@ -112,6 +112,7 @@ func (s *RuntimeServer) createContainer(ctx context.Context, id string, podID st
 		return fmt.Errorf("create container %s: image %q: %w", id, cfg.GetImage().GetImage(), err)
 	}
 	undo = append(undo, func(context.Context) { _ = s.opts.Images.Release(img.ID, id) })
+	crashPoint("create-container:image-acquired")
 
 	bundle := filepath.Join(pod.Dir(), "containers", id)
 	vols, err := s.acquireImageVolumes(id, bundle, cfg)

@@ -23,6 +23,8 @@ import (
 //     are in their exit.json files;
 //   - a pod whose runtime dir is gone (the state dir is tmpfs: a reboot) or whose monitor is dead is not ready, and
 //     its containers that have no recorded exit are reported exited;
+//   - image references (image.Service users) are taken before the container record is written, so the container
+//     records are the truth: references of containers without one are dropped (releaseLostImageUsers).
 //
 // One object that cannot be recovered (a rollback whose CNI DEL or unmount fails) never stops berthd: it is logged
 // with its id and keeps its record, so that it stays visible (a pod not ready, a container exited) and
@@ -49,6 +51,7 @@ func (s *RuntimeServer) Recover(ctx context.Context) error {
 	for _, rec := range s.containers.List() {
 		s.recoverContainer(ctx, rec)
 	}
+	s.releaseLostImageUsers()
 	return nil
 }
 
@@ -180,4 +183,20 @@ func (s *RuntimeServer) forgetContainer(ctx context.Context, rec containerRecord
 		return fmt.Errorf("clean up container %s: %w", rec.ID, err)
 	}
 	return s.containers.Delete(rec.ID)
+}
+
+// releaseLostImageUsers drops the image references that no container record accounts for: a CreateContainer killed
+// after Acquire and before writing its record took them, and nothing else would ever release them.
+func (s *RuntimeServer) releaseLostImageUsers() {
+	known := map[string]bool{}
+	for _, c := range s.containers.List() {
+		known[c.ID], known[imageVolumeUser(c.ID)] = true, true
+	}
+	dropped, err := s.opts.Images.KeepUsers(func(user string) bool { return known[user] })
+	if len(dropped) > 0 {
+		s.log.Info("recover: dropped image references of containers without a record", "containers", dropped)
+	}
+	if err != nil {
+		s.log.Error("recover: drop image references", "err", err)
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -231,6 +232,48 @@ func TestStartupRollbackFailureServes(t *testing.T) {
 		t.Errorf("pods after the removal: %v %v", pods.GetItems(), err)
 	}
 	net.assertClean(t, d, []string{id})
+	checkNoLeaks(t, d)
+}
+
+// TestKillAfterImageAcquire: berthd killed (by its BERTH_TEST_CRASH_AT hook) after CreateContainer took the image
+// reference and before it wrote the container record leaks no reference: after the restart no container is left and
+// removing the image frees its content.
+func TestKillAfterImageAcquire(t *testing.T) {
+	d := newPodDaemon(t)
+	d.env = []string{"BERTH_TEST_CRASH_AT=create-container:image-acquired"}
+	rt, img := d.startWithTestImage(t)
+	pc := podConfig(d.dir, "crash")
+	pod, err := rt.RunPodSandbox(ctx(t), &runtimeapi.RunPodSandboxRequest{Config: pc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.CreateContainer(ctx(t), &runtimeapi.CreateContainerRequest{PodSandboxId: pod.PodSandboxId,
+		Config: containerConfig("crash", "sleep", "1000"), SandboxConfig: pc}); err == nil {
+		t.Fatal("CreateContainer succeeded: the crash hook did not fire")
+	}
+	d.cmd.Wait()
+	if ws, ok := d.cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
+		t.Fatalf("berthd ended with %v, want killed by its crash hook:\n%s", d.cmd.ProcessState, d.log)
+	}
+	d.env = nil
+	d.start(t)
+	rt, img = d.clients(t)
+
+	if list, err := rt.ListContainers(ctx(t), &runtimeapi.ListContainersRequest{}); err != nil || len(list.Containers) != 0 {
+		t.Errorf("containers after the restart: %v %v", list.GetContainers(), err)
+	}
+	if _, err := rt.RemovePodSandbox(ctx(t), &runtimeapi.RemovePodSandboxRequest{PodSandboxId: pod.PodSandboxId}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := img.RemoveImage(ctx(t), &runtimeapi.RemoveImageRequest{Image: &runtimeapi.ImageSpec{Image: testImage}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{"images", "snapshots", "containers"} {
+		entries, _ := os.ReadDir(filepath.Join(d.dir, "root", dir))
+		for _, e := range entries {
+			t.Errorf("%s left in %s after the image's removal", e.Name(), dir)
+		}
+	}
 	checkNoLeaks(t, d)
 }
 
