@@ -2,12 +2,14 @@ package ctr
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"time"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
 
@@ -53,24 +55,43 @@ func (r Result) Err() error {
 	return errdefs.FromKind(r.Error, r.Kind)
 }
 
-// command is the helper running op on container id; args are op's flags.
-func (r *Runtime) command(op, id string, args ...string) *exec.Cmd {
+// command is the helper running op on container id; args are op's flags. It is killed when ctx ends.
+func (r *Runtime) command(ctx context.Context, op, id string, args ...string) *exec.Cmd {
 	a := []string{HelperArg, "-root", r.Root, "-id", id}
 	if r.Systemd {
 		a = append(a, "-systemd")
 	}
 	a = append(append(a, args...), op)
-	cmd := exec.Command(r.Helper, a...)
+	cmd := exec.CommandContext(ctx, r.Helper, a...)
 	cmd.Stderr = os.Stderr // libcontainer's log lines go to the caller's log
 	return cmd
 }
 
+// defaultHelperTimeout bounds one create, start, destroy or update helper: libcontainer takes well under a second
+// for each, so a helper still running after a minute hangs (a stuck mount, a frozen cgroup) and is killed; the
+// caller's undo or retry takes it from there. Exec helpers run as long as their process, bounded by their context.
+const defaultHelperTimeout = time.Minute
+
+// helperWaitDelay bounds the wait for the helper's stdout once it exited or was killed: a child that inherited it
+// must not hold the caller.
+const helperWaitDelay = 2 * time.Second
+
 // Run runs op on container id with files as the helper's descriptors from HelperFirstFD on, and returns its
-// result once it exited.
+// result once it exited. The helper is killed after the helper timeout.
 func (r *Runtime) Run(op, id string, files []*os.File, args ...string) (Result, error) {
-	cmd := r.command(op, id, args...)
+	timeout := r.HelperTimeout
+	if timeout == 0 {
+		timeout = defaultHelperTimeout
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := r.command(ctx, op, id, args...)
+	cmd.WaitDelay = helperWaitDelay
 	cmd.ExtraFiles = files
 	out, err := cmd.Output()
+	if ctx.Err() != nil {
+		return Result{}, fmt.Errorf("container %s: %s: helper timed out after %s: %w", id, op, timeout, ctx.Err())
+	}
 	return decodeResult(op, id, out, err)
 }
 
