@@ -49,7 +49,10 @@ func (s *RuntimeServer) Recover(ctx context.Context) error {
 		s.recoverPod(ctx, rec, rp, live)
 	}
 	for _, rec := range s.containers.List() {
-		s.recoverContainer(ctx, rec)
+		// Bounded per container: berthd's start must not hang on one monitor that accepts and never answers.
+		cctx, cancel := cleanupContext(ctx)
+		s.recoverContainer(cctx, rec)
+		cancel()
 	}
 	s.releaseLostImageUsers()
 	return nil
