@@ -65,9 +65,10 @@ func (s *RuntimeServer) CreateContainer(ctx context.Context, r *runtimeapi.Creat
 	return &runtimeapi.CreateContainerResponse{ContainerId: res.id}, nil
 }
 
-func (s *RuntimeServer) createContainer(ctx context.Context, id string, podID string, r *runtimeapi.CreateContainerRequest) (retErr error) {
-	// The pod's lock, shared with the pod's other creations: a StopPodSandbox or RemovePodSandbox waits until this
-	// container is made (and then stops or removes it) or runs first (and this finds the pod gone or not ready).
+// createContainer takes the pod's lock shared with the pod's other creations, so that a StopPodSandbox or
+// RemovePodSandbox either waits until this container is made (and then stops or removes it) or runs first (and this
+// finds the pod gone or not ready), then the container's lock.
+func (s *RuntimeServer) createContainer(ctx context.Context, id, podID string, r *runtimeapi.CreateContainerRequest) error {
 	unlockPod, err := s.podLocks.RLock(ctx, podID)
 	if err != nil {
 		return fmt.Errorf("create container %s: %w", id, err)
@@ -85,6 +86,11 @@ func (s *RuntimeServer) createContainer(ctx context.Context, id string, podID st
 		return fmt.Errorf("create container %s: %w", id, err)
 	}
 	defer unlock()
+	return s.buildContainer(ctx, id, podRec, r)
+}
+
+// buildContainer makes the container; the caller holds the pod's and the container's locks.
+func (s *RuntimeServer) buildContainer(ctx context.Context, id string, podRec podRecord, r *runtimeapi.CreateContainerRequest) (retErr error) {
 	cfg := r.GetConfig()
 	pod := s.sandboxPod(podRec.ID)
 	if pod == nil {
