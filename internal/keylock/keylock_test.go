@@ -106,3 +106,50 @@ func TestLockOwnedWaiting(t *testing.T) {
 		t.Errorf("%d keys left in the map", len(m.m))
 	}
 }
+
+// TestLockExclusion: under concurrent readers and writers, some giving up at their deadline, a writer is never
+// inside with anyone else, and every key is forgotten at the end.
+func TestLockExclusion(t *testing.T) {
+	var m Map
+	var readers, writers atomic.Int32
+	done := make(chan struct{})
+	for g := range 16 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := range 200 {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Duration(i%3)*time.Millisecond)
+				exclusive := (g+i)%3 == 0
+				var unlock func()
+				var err error
+				if exclusive {
+					unlock, err = m.Lock(ctx, "k")
+				} else {
+					unlock, err = m.RLock(ctx, "k")
+				}
+				cancel()
+				if err != nil {
+					continue
+				}
+				if exclusive {
+					if writers.Add(1) != 1 || readers.Load() != 0 {
+						t.Error("a writer is not alone")
+					}
+					writers.Add(-1)
+				} else {
+					readers.Add(1)
+					if writers.Load() != 0 {
+						t.Error("a reader is in with a writer")
+					}
+					readers.Add(-1)
+				}
+				unlock()
+			}
+		}()
+	}
+	for range 16 {
+		<-done
+	}
+	if len(m.m) != 0 {
+		t.Errorf("%d keys left in the map", len(m.m))
+	}
+}
