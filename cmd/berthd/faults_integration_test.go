@@ -109,6 +109,7 @@ func TestCreateContainerRacesRemovePod(t *testing.T) {
 		var wg sync.WaitGroup
 		for i := range creators {
 			wg.Go(func() {
+				time.Sleep(time.Duration(rand.IntN(60)) * time.Millisecond) // creates before, during and after the removal
 				r, err := rt.CreateContainer(c, &runtimeapi.CreateContainerRequest{PodSandboxId: id,
 					Config: containerConfig(fmt.Sprintf("c%d", i), "sleep", "1000"), SandboxConfig: pc})
 				switch status.Code(err) {
@@ -121,7 +122,7 @@ func TestCreateContainerRacesRemovePod(t *testing.T) {
 			})
 		}
 		wg.Go(func() {
-			time.Sleep(time.Duration(rand.IntN(80)) * time.Millisecond)
+			time.Sleep(time.Duration(rand.IntN(60)) * time.Millisecond)
 			_, removeErr = rt.RemovePodSandbox(c, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id})
 		})
 		wg.Wait()
@@ -156,11 +157,14 @@ func TestCreateContainerRacesRemovePod(t *testing.T) {
 	checkNoLeaks(t, d)
 }
 
-// checkNothingOf checks that no mount and no process's cgroup names any of ids.
+// checkNothingOf checks that no mount, no process's cgroup and no process's command line (a pod monitor's -dir)
+// names any of ids.
 func checkNothingOf(t *testing.T, ids []string) {
 	t.Helper()
 	mounts, _ := os.ReadFile("/proc/self/mountinfo")
 	cgroups, _ := filepath.Glob("/proc/[0-9]*/cgroup")
+	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	cgroups = append(cgroups, cmdlines...)
 	for _, id := range ids {
 		if id == "" {
 			continue
@@ -172,7 +176,7 @@ func checkNothingOf(t *testing.T, ids []string) {
 		}
 		for _, p := range cgroups {
 			if b, _ := os.ReadFile(p); strings.Contains(string(b), id) {
-				t.Errorf("process in a cgroup of %s left: %s", id, p)
+				t.Errorf("process of %s left: %s", id, p)
 			}
 		}
 	}
