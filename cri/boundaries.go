@@ -37,6 +37,9 @@ type Images interface {
 	MountReadOnly(img image.Image, subPath, target string, idmap *image.IDMap) error
 	// Unmount undoes either mount at target; nil when nothing is mounted there.
 	Unmount(target string) error
+	// KeepUsers drops every image user known rejects (at start-up: users without a container record) and returns
+	// those dropped.
+	KeepUsers(known func(user string) bool) ([]string, error)
 }
 
 // Sandboxes creates and recovers pod runtimes.

@@ -50,7 +50,7 @@ func (s *RuntimeServer) CreateContainer(ctx context.Context, r *runtimeapi.Creat
 		return &runtimeapi.CreateContainerResponse{ContainerId: id}, nil
 	}
 	err, delivered := detached(ctx, func(ctx context.Context) error {
-		err := s.createContainer(ctx, res.id, pod, r)
+		err := s.createContainer(ctx, res.id, podID, r)
 		s.ctrNames.finish(key, res, err)
 		return err
 	})
@@ -63,9 +63,32 @@ func (s *RuntimeServer) CreateContainer(ctx context.Context, r *runtimeapi.Creat
 	return &runtimeapi.CreateContainerResponse{ContainerId: res.id}, nil
 }
 
-func (s *RuntimeServer) createContainer(ctx context.Context, id string, podRec podRecord, r *runtimeapi.CreateContainerRequest) (retErr error) {
-	unlock := s.ctrLocks.lock(id)
+// createContainer takes the pod's lock shared with the pod's other creations, so that a StopPodSandbox or
+// RemovePodSandbox either waits until this container is made (and then stops or removes it) or runs first (and this
+// finds the pod gone or not ready), then the container's lock.
+func (s *RuntimeServer) createContainer(ctx context.Context, id, podID string, r *runtimeapi.CreateContainerRequest) error {
+	unlockPod, err := s.podLocks.RLock(ctx, podID)
+	if err != nil {
+		return fmt.Errorf("create container %s: %w", id, err)
+	}
+	defer unlockPod()
+	podRec, ok := s.pods.Get(podID)
+	switch {
+	case !ok:
+		return errdefs.NotFound("pod sandbox", podID)
+	case podRec.State != podReady:
+		return errdefs.FailedPrecondition("pod sandbox %s is not ready", podID)
+	}
+	unlock, err := s.ctrLocks.Lock(ctx, id)
+	if err != nil {
+		return fmt.Errorf("create container %s: %w", id, err)
+	}
 	defer unlock()
+	return s.buildContainer(ctx, id, podRec, r)
+}
+
+// buildContainer makes the container; the caller holds the pod's and the container's locks.
+func (s *RuntimeServer) buildContainer(ctx context.Context, id string, podRec podRecord, r *runtimeapi.CreateContainerRequest) (retErr error) {
 	cfg := r.GetConfig()
 	pod := s.sandboxPod(podRec.ID)
 	if pod == nil {
@@ -97,6 +120,7 @@ func (s *RuntimeServer) createContainer(ctx context.Context, id string, podRec p
 		return fmt.Errorf("create container %s: image %q: %w", id, cfg.GetImage().GetImage(), err)
 	}
 	undo = append(undo, func(context.Context) { _ = s.opts.Images.Release(img.ID, id) })
+	crashPoint("create-container:image-acquired")
 
 	bundle := filepath.Join(pod.Dir(), "containers", id)
 	vols, err := s.acquireImageVolumes(id, bundle, cfg)

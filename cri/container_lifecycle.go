@@ -3,6 +3,7 @@ package cri
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -22,7 +23,10 @@ func (s *RuntimeServer) StartContainer(ctx context.Context, r *runtimeapi.StartC
 	if id == "" {
 		return nil, errdefs.InvalidArgument("container_id", "must be set")
 	}
-	unlock := s.ctrLocks.lock(id)
+	unlock, err := s.ctrLocks.Lock(ctx, id)
+	if err != nil {
+		return nil, err
+	}
 	defer unlock()
 	rec, ok := s.containers.Get(id)
 	if !ok {
@@ -71,37 +75,73 @@ func (s *RuntimeServer) StopContainer(ctx context.Context, r *runtimeapi.StopCon
 // killWait bounds the wait for a SIGKILLed container's exit to be recorded before berthd records it itself.
 const killWait = 10 * time.Second
 
+// stopContainer sends the stop signal and waits up to timeout for the exit, then kills. The container's lock is held
+// only while signalling and recording, never across the waits: a Stop with a long grace period must not hold up a
+// later Stop with timeout 0 (which kills at once, as containerd lets it), a RemoveContainer or a StopPodSandbox. The
+// lock is waited for under ctx (the caller's deadline); the waits for the exit end with ctx too.
 func (s *RuntimeServer) stopContainer(ctx context.Context, id string, timeout time.Duration) error {
-	unlock := s.ctrLocks.lock(id)
-	defer unlock()
-	rec, ok := s.containers.Get(id)
-	if !ok || rec.State == ctrExited || rec.State == ctrCreating {
-		return nil
-	}
 	log := Logger(ctx).With("container", id)
-	if rec.State == ctrRunning && timeout > 0 {
-		sig := syscall.SIGTERM
-		if rec.StopSignal != "" {
-			if parsed, err := parseSignal(rec.StopSignal); err == nil {
-				sig = parsed
-			}
+	if timeout > 0 {
+		signalled, done, err := s.sendStopSignal(ctx, id, log)
+		if err != nil || done {
+			return err
 		}
-		if err := s.signal(id, sig, false); err != nil {
-			log.Warn("stop signal failed; killing", "signal", sig, "err", err)
-		} else if s.waitExit(ctx, id, timeout) {
+		if signalled && s.waitExit(ctx, id, timeout) {
 			return nil
 		}
+	}
+	unlock, err := s.ctrLocks.Lock(ctx, id)
+	if err != nil {
+		return err
+	}
+	rec, ok := s.containers.Get(id)
+	if !ok || rec.State == ctrExited || rec.State == ctrCreating {
+		unlock()
+		return nil
 	}
 	if err := s.signal(id, syscall.SIGKILL, true); err != nil {
 		log.Warn("kill failed", "err", err)
 	}
-	if s.waitExit(ctx, id, killWait) {
+	unlock()
+	// Not the caller's context: a kill whose exit was not awaited would be recorded below as if the monitor missed it.
+	cctx, cancel := cleanupContext(ctx)
+	defer cancel()
+	if s.waitExit(cctx, id, killWait) {
 		return nil
 	}
 	// The monitor did not record the exit (it is gone, or the container never ran): record it here, so a stop
 	// never hangs on a dead monitor.
 	log.Warn("exit not recorded by the monitor; recording it", "state", rec.State)
 	return s.markExited(id, &monitor.Exit{ExitCode: 137, Signal: "SIGKILL", FinishedAt: time.Now()}, "container stopped without a recorded exit")
+}
+
+// sendStopSignal sends a running container its stop signal, under its lock. done reports that there is nothing to
+// stop (no such container, or exited); signalled is false when the container is not running or the signal failed:
+// the caller kills at once then.
+func (s *RuntimeServer) sendStopSignal(ctx context.Context, id string, log *slog.Logger) (signalled, done bool, err error) {
+	unlock, err := s.ctrLocks.Lock(ctx, id)
+	if err != nil {
+		return false, false, err
+	}
+	defer unlock()
+	rec, ok := s.containers.Get(id)
+	if !ok || rec.State == ctrExited || rec.State == ctrCreating {
+		return false, true, nil
+	}
+	if rec.State != ctrRunning {
+		return false, false, nil
+	}
+	sig := syscall.SIGTERM
+	if rec.StopSignal != "" {
+		if parsed, err := parseSignal(rec.StopSignal); err == nil {
+			sig = parsed
+		}
+	}
+	if err := s.signal(id, sig, false); err != nil {
+		log.Warn("stop signal failed; killing", "signal", sig, "err", err)
+		return false, false, nil
+	}
+	return true, false, nil
 }
 
 // signal signals the container's init (all=false) or every process of its cgroup, from its libcontainer state:
@@ -203,9 +243,7 @@ func (s *RuntimeServer) RemoveContainer(ctx context.Context, r *runtimeapi.Remov
 	if id == "" {
 		return nil, errdefs.InvalidArgument("container_id", "must be set")
 	}
-	cctx, cancel := cleanupContext(ctx)
-	defer cancel()
-	if err := s.removeContainer(cctx, id); err != nil {
+	if err := s.removeContainer(ctx, id); err != nil {
 		return nil, err
 	}
 	return &runtimeapi.RemoveContainerResponse{}, nil
@@ -215,14 +253,20 @@ func (s *RuntimeServer) removeContainer(ctx context.Context, id string) error {
 	if err := s.stopContainer(ctx, id, 0); err != nil {
 		return err
 	}
-	unlock := s.ctrLocks.lock(id)
+	unlock, err := s.ctrLocks.Lock(ctx, id)
+	if err != nil {
+		return err
+	}
 	defer unlock()
 	rec, ok := s.containers.Get(id)
 	if !ok {
 		return nil
 	}
 	s.exits.unwatch(rec.Bundle)
-	if err := s.forgetContainer(ctx, rec); err != nil {
+	// The clean-up finishes even when the caller gives up: it must not leave half of the container behind.
+	cctx, cancel := cleanupContext(ctx)
+	defer cancel()
+	if err := s.forgetContainer(cctx, rec); err != nil {
 		return fmt.Errorf("remove container %s: %w", id, err)
 	}
 	s.ctrNames.release(containerNameKey(rec.PodID, rec.Config.GetMetadata()), id)

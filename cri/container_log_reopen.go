@@ -20,7 +20,10 @@ func (s *RuntimeServer) ReopenContainerLog(ctx context.Context, r *runtimeapi.Re
 	if !ok {
 		return nil, errdefs.NotFound("container", id)
 	}
-	unlock := s.ctrLocks.lock(found.ID)
+	unlock, err := s.ctrLocks.Lock(ctx, found.ID)
+	if err != nil {
+		return nil, err
+	}
 	defer unlock()
 	rec, ok := s.containers.Get(found.ID)
 	if !ok {

@@ -28,7 +28,10 @@ func (s *RuntimeServer) UpdateContainerResources(ctx context.Context, r *runtime
 		return nil, errdefs.NotFound("container", id)
 	}
 	id = found.ID
-	unlock := s.ctrLocks.lock(id)
+	unlock, err := s.ctrLocks.Lock(ctx, id)
+	if err != nil {
+		return nil, err
+	}
 	defer unlock()
 	rec, ok := s.containers.Get(id)
 	if !ok || rec.State == ctrCreating {

@@ -274,6 +274,25 @@ func (f fakeImages) Release(id, user string) error {
 	return nil
 }
 
+func (f fakeImages) KeepUsers(known func(user string) bool) ([]string, error) {
+	f.h.mu.Lock()
+	defer f.h.mu.Unlock()
+	var dropped []string
+	for id, fi := range f.h.images {
+		fi.users = slices.DeleteFunc(fi.users, func(u string) bool {
+			if known(u) {
+				return false
+			}
+			dropped = append(dropped, u)
+			return true
+		})
+		if fi.removed && len(fi.users) == 0 {
+			delete(f.h.images, id)
+		}
+	}
+	return dropped, nil
+}
+
 func (f fakeImages) MountRootfsMapped(_ image.Image, upper, work, target string, _ *image.IDMap) error {
 	return f.mount(opMount, target, upper, work)
 }

@@ -42,13 +42,20 @@ func (s *RuntimeServer) onMonitorExit(podID string) {
 		if c.State != ctrCreated && c.State != ctrRunning {
 			continue
 		}
-		unlock := s.ctrLocks.lock(c.ID)
+		ctx, cancel := cleanupContext(context.Background())
+		unlock, err := s.ctrLocks.Lock(ctx, c.ID)
+		if err != nil {
+			cancel()
+			s.log.Error("end a container whose monitor died", "container", c.ID, "pod", podID, "err", err)
+			continue
+		}
 		if rec, ok := s.containers.Get(c.ID); ok && (rec.State == ctrCreated || rec.State == ctrRunning) {
 			if err := s.endLostContainer(rec, reasonMonitorDied, "the pod's monitor died; berthd killed the container"); err != nil {
 				s.log.Error("record the exit of a container whose monitor died", "container", c.ID, "pod", podID, "err", err)
 			}
 		}
 		unlock()
+		cancel()
 	}
 }
 

@@ -52,7 +52,10 @@ func (s *RuntimeServer) RunPodSandbox(ctx context.Context, r *runtimeapi.RunPodS
 }
 
 func (s *RuntimeServer) runPod(ctx context.Context, id string, r *runtimeapi.RunPodSandboxRequest) error {
-	unlock := s.podLocks.lock(id)
+	unlock, err := s.podLocks.Lock(ctx, id)
+	if err != nil {
+		return fmt.Errorf("run pod %s: %w", id, err)
+	}
 	defer unlock()
 	log := Logger(ctx).With("pod", id)
 	rec := podRecord{ID: id, Config: r.GetConfig(), RuntimeHandler: r.GetRuntimeHandler(), State: podCreating,
@@ -65,6 +68,8 @@ func (s *RuntimeServer) runPod(ctx context.Context, id string, r *runtimeapi.Run
 	if err != nil {
 		if pod == nil { // rolled back
 			_ = s.pods.Delete(id)
+		} else {
+			s.keepHalfMadePod(rec, pod)
 		}
 		return fmt.Errorf("run pod %s: %w", id, err)
 	}

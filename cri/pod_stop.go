@@ -19,24 +19,29 @@ func (s *RuntimeServer) StopPodSandbox(ctx context.Context, r *runtimeapi.StopPo
 	if _, ok := s.pods.Get(id); !ok {
 		return &runtimeapi.StopPodSandboxResponse{}, nil
 	}
-	cctx, cancel := cleanupContext(ctx)
-	defer cancel()
-	if err := s.stopPod(cctx, id); err != nil {
+	unlock, err := s.podLocks.Lock(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if err := s.stopPod(ctx, id); err != nil {
 		return nil, err
 	}
 	return &runtimeapi.StopPodSandboxResponse{}, nil
 }
 
+// stopPod stops the pod's containers and releases its network; the caller holds the pod's lock, so that no container
+// is created meanwhile. Locks are waited for under ctx, the teardown runs on a cleanup context.
 func (s *RuntimeServer) stopPod(ctx context.Context, id string) error {
 	for _, c := range s.podContainers(id) {
 		if err := s.stopContainer(ctx, c.ID, 0); err != nil {
 			return fmt.Errorf("stop pod %s: %w", id, err)
 		}
 	}
-	unlock := s.podLocks.lock(id)
-	defer unlock()
+	cctx, cancel := cleanupContext(ctx)
+	defer cancel()
 	if pod := s.sandboxPod(id); pod != nil {
-		if err := pod.Stop(ctx); err != nil {
+		if err := pod.Stop(cctx); err != nil {
 			return fmt.Errorf("stop pod %s: %w", id, err)
 		}
 	}
@@ -53,25 +58,33 @@ func (s *RuntimeServer) stopPod(ctx context.Context, id string) error {
 	return err
 }
 
-// RemovePodSandbox removes the pod, stopping it first; idempotent, and OK for an unknown pod.
+// RemovePodSandbox removes the pod, stopping it first; idempotent, and OK for an unknown pod. It holds the pod's lock
+// from the first container's removal to the record's, so that a CreateContainer racing it either finishes first (and
+// its container is removed here) or finds the pod gone.
 func (s *RuntimeServer) RemovePodSandbox(ctx context.Context, r *runtimeapi.RemovePodSandboxRequest) (*runtimeapi.RemovePodSandboxResponse, error) {
 	id := r.GetPodSandboxId()
 	if id == "" {
 		return nil, errdefs.InvalidArgument("pod_sandbox_id", "must be set")
 	}
+	if _, ok := s.pods.Get(id); !ok {
+		return &runtimeapi.RemovePodSandboxResponse{}, nil
+	}
+	unlock, err := s.podLocks.Lock(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	rec, ok := s.pods.Get(id)
 	if !ok {
 		return &runtimeapi.RemovePodSandboxResponse{}, nil
 	}
-	cctx, cancel := cleanupContext(ctx)
-	defer cancel()
 	for _, c := range s.podContainers(id) {
-		if err := s.removeContainer(cctx, c.ID); err != nil {
+		if err := s.removeContainer(ctx, c.ID); err != nil {
 			return nil, fmt.Errorf("remove pod %s: %w", id, err)
 		}
 	}
-	unlock := s.podLocks.lock(id)
-	defer unlock()
+	cctx, cancel := cleanupContext(ctx)
+	defer cancel()
 	if pod := s.sandboxPod(id); pod != nil {
 		if err := pod.Remove(cctx); err != nil {
 			return nil, fmt.Errorf("remove pod %s: %w", id, err)

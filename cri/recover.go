@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/berthcri/berth/internal/errdefs"
 	"github.com/berthcri/berth/oci/monitor"
@@ -18,7 +19,13 @@ import (
 //   - monitors outlive berthd: a pod whose monitor answers is running, its containers' exits while berthd was down
 //     are in their exit.json files;
 //   - a pod whose runtime dir is gone (the state dir is tmpfs: a reboot) or whose monitor is dead is not ready, and
-//     its containers that have no recorded exit are reported exited.
+//     its containers that have no recorded exit are reported exited;
+//   - image references (image.Service users) are taken before the container record is written, so the container
+//     records are the truth: references of containers without one are dropped (releaseLostImageUsers).
+//
+// One object that cannot be recovered (a rollback whose CNI DEL or unmount fails) never stops berthd: it is logged
+// with its id and keeps its record, so that it stays visible (a pod not ready, a container exited) and
+// RemovePodSandbox or RemoveContainer retries its undo. Only a state dir that cannot be read at all fails Recover.
 func (s *RuntimeServer) Recover(ctx context.Context) error {
 	recovered, err := s.opts.Sandboxes.Recover(ctx)
 	if err != nil {
@@ -36,37 +43,13 @@ func (s *RuntimeServer) Recover(ctx context.Context) error {
 	}
 	for _, rec := range s.pods.List() {
 		rp, live := runtimes[rec.ID]
-		if rec.State == podCreating {
-			s.log.Info("recover: rolling back a pod creation that did not finish", "pod", rec.ID)
-			if live {
-				if err := rp.Pod.Remove(ctx); err != nil {
-					return fmt.Errorf("recover pod %s: %w", rec.ID, err)
-				}
-			}
-			if err := s.pods.Delete(rec.ID); err != nil {
-				return fmt.Errorf("recover pod %s: %w", rec.ID, err)
-			}
-			continue
-		}
-		if live {
-			s.sandbox[rec.ID] = rp.Pod
-		}
-		if (!live || rp.Err != nil) && rec.State == podReady {
-			reason := "its runtime dir is gone"
-			if live {
-				reason = rp.Err.Error()
-			}
-			s.log.Warn("recover: pod not ready", "pod", rec.ID, "reason", reason)
-			if _, err := s.pods.Update(rec.ID, func(p *podRecord) error { p.State = podNotReady; return nil }); err != nil {
-				return fmt.Errorf("recover pod %s: %w", rec.ID, err)
-			}
-		}
-		s.podNames.restore(podNameKey(rec.Config.GetMetadata()), rec.ID)
+		s.recoverPod(ctx, rec, rp, live)
 	}
 	for _, rec := range s.containers.List() {
-		if err := s.recoverContainer(ctx, rec); err != nil {
-			return err
-		}
+		// Bounded per container: berthd's start must not hang on one monitor that accepts and never answers.
+		cctx, cancel := cleanupContext(ctx)
+		s.recoverContainer(cctx, rec)
+		cancel()
 	}
 	// Watched once their containers are recovered: a monitor that dies from now on is handled by onMonitorExit.
 	for id, rp := range runtimes {
@@ -74,22 +57,71 @@ func (s *RuntimeServer) Recover(ctx context.Context) error {
 			s.watchPod(id, rp.Pod)
 		}
 	}
+	s.releaseLostImageUsers()
 	return nil
 }
 
-func (s *RuntimeServer) recoverContainer(ctx context.Context, rec containerRecord) error {
+func (s *RuntimeServer) recoverPod(ctx context.Context, rec podRecord, rp RecoveredPod, live bool) {
+	log := s.log.With("pod", rec.ID)
+	if rec.State == podCreating {
+		log.Info("recover: rolling back a pod creation that did not finish")
+		if live {
+			if err := rp.Pod.Remove(ctx); err != nil {
+				log.Error("recover: pod rollback failed; the pod stays, not ready, for RemovePodSandbox to finish", "err", err)
+				s.keepHalfMadePod(rec, rp.Pod)
+				return
+			}
+		}
+		if err := s.pods.Delete(rec.ID); err != nil {
+			log.Error("recover: delete the record of a rolled back pod", "err", err)
+		}
+		return
+	}
+	if live {
+		s.sandbox[rec.ID] = rp.Pod
+	}
+	if (!live || rp.Err != nil) && rec.State == podReady {
+		reason := "its runtime dir is gone"
+		if live {
+			reason = rp.Err.Error()
+		}
+		log.Warn("recover: pod not ready", "reason", reason)
+		if _, err := s.pods.Update(rec.ID, func(p *podRecord) error { p.State = podNotReady; return nil }); err != nil {
+			log.Error("recover: record pod not ready", "err", err)
+		}
+	}
+	s.podNames.restore(podNameKey(rec.Config.GetMetadata()), rec.ID)
+}
+
+// keepHalfMadePod keeps a pod whose creation failed and whose rollback failed too: listed not ready (the kubelet's
+// garbage collection removes such pods), its runtime known, so that RemovePodSandbox runs the undo again.
+func (s *RuntimeServer) keepHalfMadePod(rec podRecord, pod PodRuntime) {
+	s.mu.Lock()
+	s.sandbox[rec.ID] = pod
+	s.mu.Unlock()
+	if _, err := s.pods.Update(rec.ID, func(p *podRecord) error { p.State = podNotReady; return nil }); err != nil {
+		s.log.Error("record a half-made pod not ready", "pod", rec.ID, "err", err)
+	}
+	s.podNames.restore(podNameKey(rec.Config.GetMetadata()), rec.ID)
+}
+
+func (s *RuntimeServer) recoverContainer(ctx context.Context, rec containerRecord) {
 	log := s.log.With("container", rec.ID, "pod", rec.PodID)
 	if _, ok := s.pods.Get(rec.PodID); !ok || rec.State == ctrCreating {
 		log.Info("recover: rolling back a container", "state", rec.State)
-		return s.forgetContainer(ctx, rec)
+		if err := s.forgetContainer(ctx, rec); err != nil {
+			log.Error("recover: container rollback failed; it stays, exited, for RemoveContainer to finish", "err", err)
+			s.keepHalfMadeContainer(rec, err)
+		}
+		return
 	}
 	s.ctrNames.restore(containerNameKey(rec.PodID, rec.Config.GetMetadata()), rec.ID)
 	if rec.State == ctrExited {
-		return nil
+		return
 	}
 	if _, err := monitor.ReadExit(rec.Bundle); err == nil {
 		s.onExit(rec.ID)
-		return nil
+		return
 	}
 	mon, err := s.monitorOf(rec.PodID)
 	if err == nil {
@@ -103,7 +135,10 @@ func (s *RuntimeServer) recoverContainer(ctx context.Context, rec containerRecor
 							return nil
 						})
 					}
-					return s.exits.watch(rec.ID, rec.Bundle)
+					if err := s.exits.watch(rec.ID, rec.Bundle); err != nil {
+						log.Error("recover: watch the container's exit", "err", err)
+					}
+					return
 				}
 			}
 		}
@@ -112,7 +147,19 @@ func (s *RuntimeServer) recoverContainer(ctx context.Context, rec containerRecor
 	// Nobody holds the container's stdio or will record its exit: end it and say so, as for a monitor that dies
 	// while berthd runs.
 	log.Warn("recover: container lost its monitor", "err", err)
-	return s.endLostContainer(rec, reasonMonitorDied, "berthd found the container without a running monitor: "+err.Error())
+	if err := s.endLostContainer(rec, reasonMonitorDied, "berthd found the container without a running monitor: "+err.Error()); err != nil {
+		log.Error("recover: record the container exited", "err", err)
+	}
+}
+
+// keepHalfMadeContainer keeps a container whose rollback failed, recorded exited so that it is listed and
+// RemoveContainer (or RemovePodSandbox) retries the clean-up.
+func (s *RuntimeServer) keepHalfMadeContainer(rec containerRecord, cause error) {
+	s.ctrNames.restore(containerNameKey(rec.PodID, rec.Config.GetMetadata()), rec.ID)
+	if err := s.markExited(rec.ID, &monitor.Exit{ExitCode: 255, FinishedAt: time.Now()},
+		fmt.Sprintf("its creation did not finish and its clean-up failed: %v", cause)); err != nil {
+		s.log.Error("record a half-made container exited", "container", rec.ID, "err", err)
+	}
 }
 
 // forgetContainer removes whatever a stopped (or never started) container left on the host, then its record. It
@@ -141,4 +188,20 @@ func (s *RuntimeServer) forgetContainer(ctx context.Context, rec containerRecord
 		return fmt.Errorf("clean up container %s: %w", rec.ID, err)
 	}
 	return s.containers.Delete(rec.ID)
+}
+
+// releaseLostImageUsers drops the image references that no container record accounts for: a CreateContainer killed
+// after Acquire and before writing its record took them, and nothing else would ever release them.
+func (s *RuntimeServer) releaseLostImageUsers() {
+	known := map[string]bool{}
+	for _, c := range s.containers.List() {
+		known[c.ID], known[imageVolumeUser(c.ID)] = true, true
+	}
+	dropped, err := s.opts.Images.KeepUsers(func(user string) bool { return known[user] })
+	if len(dropped) > 0 {
+		s.log.Info("recover: dropped image references of containers without a record", "containers", dropped)
+	}
+	if err != nil {
+		s.log.Error("recover: drop image references", "err", err)
+	}
 }

@@ -12,6 +12,7 @@ import (
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berthcri/berth/internal/keylock"
 	"github.com/berthcri/berth/internal/store"
 	"github.com/berthcri/berth/oci"
 )
@@ -55,8 +56,8 @@ type RuntimeServer struct {
 	mu       sync.Mutex
 	podCIDR  string                // from UpdateRuntimeConfig; kept for the network stage
 	sandbox  map[string]PodRuntime // live pod runtimes by pod id
-	podLocks keyLocks              // serialises calls on one pod
-	ctrLocks keyLocks              // serialises calls on one container
+	podLocks keylock.Map           // RunPodSandbox, Stop/RemovePodSandbox exclusive, CreateContainer shared; taken first
+	ctrLocks keylock.Map           // serialises calls on one container
 }
 
 // NewRuntimeServer opens the records and reconciles them with what runs on the host (recover.go).
@@ -92,38 +93,4 @@ func (s *RuntimeServer) Close() error {
 		return s.exits.close()
 	}
 	return nil
-}
-
-// keyLocks is a set of mutexes by key, created on first use.
-type keyLocks struct {
-	mu    sync.Mutex
-	locks map[string]*keyLock
-}
-
-type keyLock struct {
-	sync.Mutex
-	users int
-}
-
-func (k *keyLocks) lock(key string) func() {
-	k.mu.Lock()
-	if k.locks == nil {
-		k.locks = map[string]*keyLock{}
-	}
-	l := k.locks[key]
-	if l == nil {
-		l = &keyLock{}
-		k.locks[key] = l
-	}
-	l.users++
-	k.mu.Unlock()
-	l.Lock()
-	return func() {
-		l.Unlock()
-		k.mu.Lock()
-		if l.users--; l.users == 0 {
-			delete(k.locks, key)
-		}
-		k.mu.Unlock()
-	}
 }

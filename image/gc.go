@@ -128,6 +128,41 @@ func (s *Service) Release(id, user string) error {
 	return nil
 }
 
+// KeepUsers drops every image user that known rejects and frees removed images left without users; it returns the
+// users dropped. berthd calls it at start with its container records, before serving: users are recorded before the
+// container record is written, so a create killed between the two leaves a user no container will ever release.
+func (s *Service) KeepUsers(known func(user string) bool) ([]string, error) {
+	lost := func(u string) bool { return !known(u) }
+	s.mu.Lock()
+	var dropped, trash []string
+	var errs []error
+	for _, r := range s.records.List() {
+		if !slices.ContainsFunc(r.Users, lost) {
+			continue
+		}
+		for _, u := range r.Users {
+			if lost(u) {
+				dropped = append(dropped, u)
+			}
+		}
+		r, err := s.records.Update(r.ID, func(r *record) error {
+			r.Users = slices.DeleteFunc(r.Users, lost)
+			return nil
+		})
+		if err == nil && r.Removed && len(r.Users) == 0 {
+			var t []string
+			t, err = s.deleteLocked(r)
+			trash = append(trash, t...)
+		}
+		errs = append(errs, err)
+	}
+	s.mu.Unlock()
+	if err := errors.Join(append(errs, removeAll(trash))...); err != nil {
+		return dropped, fmt.Errorf("drop image users: %w", err)
+	}
+	return dropped, nil
+}
+
 // deleteLocked deletes record r and frees its content that nothing else references. Callers hold mu and
 // remove the returned snapshot dirs after unlocking.
 func (s *Service) deleteLocked(r record) ([]string, error) {

@@ -22,7 +22,7 @@ import (
 // again from the stored blob once the lower layers of this image are complete.
 func (p *pull) ensureLayer(ctx context.Context, layers []Layer, i int, done []chan struct{}) error {
 	l := layers[i]
-	unlockSnap, err := p.s.locks.lock(ctx, "snapshot "+l.ChainID.String(), p, p.prog.waitForOther)
+	unlockSnap, err := p.s.locks.LockOwned(ctx, "snapshot "+l.ChainID.String(), p, p.prog.waitForOther)
 	if err != nil {
 		return err
 	}
@@ -30,7 +30,7 @@ func (p *pull) ensureLayer(ctx context.Context, layers []Layer, i int, done []ch
 	if ok, err := p.s.hasSnapshot(l.ChainID); ok || err != nil {
 		return err
 	}
-	unlockBlob, err := p.s.locks.lock(ctx, "blob "+l.Digest.String(), p, p.prog.waitForOther)
+	unlockBlob, err := p.s.locks.LockOwned(ctx, "blob "+l.Digest.String(), p, p.prog.waitForOther)
 	if err != nil {
 		return err
 	}

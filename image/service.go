@@ -24,6 +24,7 @@ import (
 	"github.com/berthcri/berth/image/content"
 	"github.com/berthcri/berth/image/registry"
 	"github.com/berthcri/berth/internal/config"
+	"github.com/berthcri/berth/internal/keylock"
 	"github.com/berthcri/berth/internal/privdir"
 	"github.com/berthcri/berth/internal/store"
 )
@@ -54,7 +55,7 @@ type Service struct {
 	timeout   time.Duration // no-progress timeout of a pull
 	downloads int           // layer downloads in flight per pull
 	unpacked  config.Size   // what one pull may unpack (registry.max_unpacked_size)
-	locks     keyLocks      // one download per blob, one unpack per chain id
+	locks     keylock.Map   // one download per blob, one unpack per chain id
 
 	// mu serialises record changes and the freeing of content, which is decided from the records plus the
 	// content held by pulls in flight.

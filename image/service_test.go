@@ -519,3 +519,49 @@ func TestRemovePinned(t *testing.T) {
 		t.Errorf("Remove of an image that is not pinned: %v", err)
 	}
 }
+
+// TestKeepUsers: at start-up berthd drops the users that no container record knows (a create killed between Acquire
+// and writing its record): a removed image left without users is freed, one with known users stays.
+func TestKeepUsers(t *testing.T) {
+	reg := newTestRegistry(t)
+	lost := reg.push(t, "test/lost:1", randomImage(t, 1))
+	kept := reg.push(t, "test/kept:1", randomImage(t, 1))
+	s := newService(t, t.TempDir(), config.RegistryConfig{})
+	var imgs []Image
+	for _, ref := range []string{lost, kept} {
+		img, err := s.Pull(context.Background(), ref, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		imgs = append(imgs, img)
+	}
+	for _, u := range []struct{ ref, user string }{{lost, "gone"}, {kept, "gone"}, {kept, "ctr"}} {
+		if _, err := s.Acquire(u.ref, u.user); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, ref := range []string{lost, kept} {
+		if err := s.Remove(ref); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dropped, err := s.KeepUsers(func(user string) bool { return user == "ctr" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"gone", "gone"}; !slices.Equal(dropped, want) {
+		t.Errorf("dropped %q, want %q", dropped, want)
+	}
+	if _, err := os.Stat(s.snapshotDir(imgs[0].Layers[0].ChainID)); !os.IsNotExist(err) {
+		t.Errorf("a removed image whose only user was dropped is not freed: %v", err)
+	}
+	if _, err := os.Stat(s.snapshotDir(imgs[1].Layers[0].ChainID)); err != nil {
+		t.Errorf("a removed image a known container uses was freed: %v", err)
+	}
+	if err := s.Release(imgs[1].ID, "ctr"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(s.snapshotDir(imgs[1].Layers[0].ChainID)); !os.IsNotExist(err) {
+		t.Errorf("the last release did not free the image: %v", err)
+	}
+}

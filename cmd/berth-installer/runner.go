@@ -3,11 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"strings"
 	"syscall"
+	"time"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 )
@@ -21,12 +23,23 @@ type runner interface {
 // nsenter: what they start, such as berthd under the start script, belongs to the host and outlives the pod. With
 // root "/" the installer runs on the host itself and commands run directly.
 type hostRunner struct {
-	root string
+	root    string
+	timeout time.Duration // bound of one command; 0: commandTimeout
 }
+
+// commandTimeout bounds one host command: a systemctl restart waits for its unit's start, which a kubelet or berthd
+// that hangs at start would make endless.
+const commandTimeout = 5 * time.Minute
 
 const hostPATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 func (r hostRunner) Run(ctx context.Context, name string, args ...string) error {
+	timeout := r.timeout
+	if timeout == 0 {
+		timeout = commandTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	var cmd *exec.Cmd
 	if r.root == "/" {
 		cmd = exec.CommandContext(ctx, name, args...)
@@ -42,7 +55,11 @@ func (r hostRunner) Run(ctx context.Context, name string, args ...string) error 
 		cmd.Dir = "/"
 	}
 	cmd.Env = []string{hostPATH}
+	cmd.WaitDelay = time.Second // a daemon it started that kept the output pipe must not hold the installer
 	out, err := cmd.CombinedOutput()
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("%s: timed out after %s: %w: %s", strings.Join(append([]string{name}, args...), " "), timeout, ctx.Err(), bytes.TrimSpace(out))
+	}
 	if err != nil {
 		return fmt.Errorf("%s: %w: %s", strings.Join(append([]string{name}, args...), " "), err, bytes.TrimSpace(out))
 	}

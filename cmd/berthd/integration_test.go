@@ -62,6 +62,7 @@ type daemon struct {
 	dir, config, socket string
 	cmd                 *exec.Cmd
 	log                 *bytes.Buffer
+	env                 []string // added to berthd's environment by start
 }
 
 func newDaemon(t *testing.T, extraConfig string) *daemon {
@@ -104,6 +105,9 @@ func (d *daemon) start(t *testing.T) {
 	d.log = &bytes.Buffer{}
 	d.cmd = exec.Command(berthdBin, "--config", d.config)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	if d.env != nil {
+		d.cmd.Env = append(os.Environ(), d.env...)
+	}
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

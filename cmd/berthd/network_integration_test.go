@@ -29,7 +29,7 @@ type testNetwork struct {
 }
 
 // newNetworkDaemon starts berthd with the reference CNI plugins (built from go.mod's tool entries) on a network
-// of the test's own. With gate, testdata/cni-gate follows portmap in the chain.
+// of the test's own. With gate, testdata/cni-gate follows portmap in the chain, its gate files in the daemon's dir.
 func newNetworkDaemon(t *testing.T, setupTimeout string, gate bool) (*daemon, testNetwork) {
 	t.Helper()
 	if os.Getuid() != 0 {
@@ -43,13 +43,13 @@ func newNetworkDaemon(t *testing.T, setupTimeout string, gate bool) (*daemon, te
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build CNI plugins: %v\n%s", err, out)
 	}
-	gatePlugin := ""
-	if gate {
-		gatePlugin = `{"type": "cni-gate"},`
-	}
 	n := os.Getpid()%200 + 20
 	net := testNetwork{bridge: fmt.Sprintf("berth-it%d", n), subnet: netip.MustParsePrefix(fmt.Sprintf("10.91.%d.0/24", n))}
 	d := newDaemon(t, fmt.Sprintf("bin_dirs = [%q]\nsetup_timeout = %q\n", bin, setupTimeout))
+	gatePlugin := ""
+	if gate {
+		gatePlugin = fmt.Sprintf(`{"type": "cni-gate", "gates": %q},`, d.dir) // its gate files (testdata/cni-gate)
+	}
 	net.ipam = filepath.Join(d.dir, "ipam")
 	conflist := fmt.Sprintf(`{"cniVersion": "1.1.0", "name": "berth-it", "plugins": [
   {"type": "bridge", "bridge": %q, "isGateway": true, "ipMasq": false,

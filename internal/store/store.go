@@ -6,6 +6,7 @@
 package store
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"sync"
 
 	"github.com/berthcri/berth/internal/errdefs"
+	"github.com/berthcri/berth/internal/keylock"
 	"github.com/berthcri/berth/internal/privdir"
 )
 
@@ -38,16 +40,10 @@ type Store[T any] struct {
 	records map[string]T
 
 	// locks serializes writers of one id while writers of different ids run in parallel.
-	locksMu sync.Mutex
-	locks   map[string]*idLock
+	locks keylock.Map
 
 	// beforeStep, when set by tests, runs before each step of a write; an error aborts the write at that step.
 	beforeStep func(step string) error
-}
-
-type idLock struct {
-	mu   sync.Mutex
-	refs int
 }
 
 type envelope struct {
@@ -70,7 +66,7 @@ func Open[T any](dir string, kind string, version int) (*Store[T], error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s store: %w", kind, err)
 	}
-	s := &Store[T]{dir: dir, kind: kind, version: version, records: map[string]T{}, locks: map[string]*idLock{}}
+	s := &Store[T]{dir: dir, kind: kind, version: version, records: map[string]T{}}
 	for _, e := range entries {
 		name := e.Name()
 		path := filepath.Join(dir, name)
@@ -219,25 +215,11 @@ func (s *Store[T]) set(id string, v T) {
 	s.mu.Unlock()
 }
 
-// lock takes the writer lock of id and returns its release.
+// lock takes the writer lock of id and returns its release. A write holds it for a file write and a rename only,
+// so it is waited for without a context.
 func (s *Store[T]) lock(id string) func() {
-	s.locksMu.Lock()
-	l := s.locks[id]
-	if l == nil {
-		l = &idLock{}
-		s.locks[id] = l
-	}
-	l.refs++
-	s.locksMu.Unlock()
-	l.mu.Lock()
-	return func() {
-		l.mu.Unlock()
-		s.locksMu.Lock()
-		if l.refs--; l.refs == 0 {
-			delete(s.locks, id)
-		}
-		s.locksMu.Unlock()
-	}
+	unlock, _ := s.locks.Lock(context.Background(), id) // fails only when its context ends
+	return unlock
 }
 
 func (s *Store[T]) path(id string) string { return filepath.Join(s.dir, id+suffix) }

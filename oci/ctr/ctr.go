@@ -30,6 +30,8 @@ type Runtime struct {
 	Root    string // libcontainer's state root, e.g. <state_dir>/runc: one directory per container id
 	Systemd bool   // the systemd cgroup driver
 	Helper  string // the berth-monitor executable that runs helper operations
+	// HelperTimeout bounds one helper run but exec's (defaultHelperTimeout when 0).
+	HelperTimeout time.Duration
 }
 
 // StateFile is libcontainer's record of a container in its directory under the root.

@@ -74,7 +74,8 @@ func (r *Runtime) Exec(ctx context.Context, id string, p ExecProcess) (ExitStatu
 		return ExitStatus{}, fmt.Errorf("exec in container %s: %w", id, err)
 	}
 	defer ctlW.Close()
-	cmd := r.command(context.Background(), OpExec, id, args...) // ends with the exec: ctl and the caller kill it
+	// Not killed with ctx: when ctx ends the helper is told to kill the exec's cgroup and report (below).
+	cmd := r.command(context.Background(), OpExec, id, args...)
 	cmd.Stdin, cmd.ExtraFiles = ctlR, eio.child
 	var out limitedBuffer
 	cmd.Stdout = &out

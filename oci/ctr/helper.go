@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"time"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
 
@@ -54,7 +55,7 @@ func (r Result) Err() error {
 	return errdefs.FromKind(r.Error, r.Kind)
 }
 
-// command is the helper running op on container id, killed when ctx ends; args are op's flags.
+// command is the helper running op on container id; args are op's flags. It is killed when ctx ends.
 func (r *Runtime) command(ctx context.Context, op, id string, args ...string) *exec.Cmd {
 	a := []string{HelperArg, "-root", r.Root, "-id", id}
 	if r.Systemd {
@@ -66,16 +67,36 @@ func (r *Runtime) command(ctx context.Context, op, id string, args ...string) *e
 	return cmd
 }
 
+// defaultHelperTimeout bounds one create, start, destroy or update helper: libcontainer takes well under a second
+// for each, so a helper still running after a minute hangs (a stuck mount, a frozen cgroup) and is killed; the
+// caller's undo or retry takes it from there. Exec helpers run as long as their process, bounded by their context.
+const defaultHelperTimeout = time.Minute
+
+// helperWaitDelay bounds the wait for the helper's stdout once it exited or was killed: a child that inherited it
+// must not hold the caller.
+const helperWaitDelay = 2 * time.Second
+
 // Run runs op on container id with files as the helper's descriptors from HelperFirstFD on, and returns its
-// result once it exited.
+// result once it exited. The helper is killed after the helper timeout.
 func (r *Runtime) Run(op, id string, files []*os.File, args ...string) (Result, error) {
 	return r.run(context.Background(), op, id, files, args...)
 }
 
+// run is Run under ctx as well as the helper timeout.
 func (r *Runtime) run(ctx context.Context, op, id string, files []*os.File, args ...string) (Result, error) {
+	timeout := r.HelperTimeout
+	if timeout == 0 {
+		timeout = defaultHelperTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	cmd := r.command(ctx, op, id, args...)
+	cmd.WaitDelay = helperWaitDelay
 	cmd.ExtraFiles = files
 	out, err := cmd.Output()
+	if ctx.Err() != nil {
+		return Result{}, fmt.Errorf("container %s: %s: helper timed out after %s: %w", id, op, timeout, ctx.Err())
+	}
 	return decodeResult(op, id, out, err)
 }
 

@@ -64,6 +64,11 @@ type Client struct {
 // connectTimeout bounds Connect's handshake.
 const connectTimeout = 5 * time.Second
 
+// requestTimeout bounds one request's exchange with the monitor when the caller's context allows longer or has no
+// deadline (recovery, a client without one): a monitor that accepts and never answers must not hold berthd. Above
+// the helper timeout (oci/ctr), which bounds the slowest request, a create. A variable for the tests.
+var requestTimeout = 2 * time.Minute
+
 // Start starts the monitor of a pod and connects to it. The monitor runs in its own session and is
 // reaped by the caller if it exits while the caller lives. A monitor already answering in o.Dir is an
 // error wrapping errdefs.ErrAlreadyExists.
@@ -398,6 +403,8 @@ func (c *Client) call(ctx context.Context, req request) (*response, error) {
 
 // open sends req and reads the response; the connection stays open for what follows it (attach).
 func (c *Client) open(ctx context.Context, req request) (*net.UnixConn, *bufio.Reader, *response, error) {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
 	var d net.Dialer
 	var nc net.Conn
 	err := withSocketPath(c.dir, func(addr string) (err error) {
@@ -412,6 +419,8 @@ func (c *Client) open(ctx context.Context, req request) (*net.UnixConn, *bufio.R
 		conn.Close()
 		if ctx.Err() != nil {
 			err = ctx.Err()
+		} else if errors.Is(err, os.ErrDeadlineExceeded) { // ctx's deadline, reached on the conn a moment earlier
+			err = context.DeadlineExceeded
 		} else if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) {
 			err = fmt.Errorf("%w: %v", errdefs.ErrUnavailable, err)
 		}
