@@ -103,23 +103,36 @@ func (s *RuntimeServer) buildContainer(ctx context.Context, id string, podRec po
 		return fmt.Errorf("pod sandbox %s: monitor not reachable: %w", podRec.ID, errdefs.ErrUnavailable)
 	}
 
-	var undo []func(context.Context)
+	// Until the record is written, undo releases what was taken; from then on the one undo of a container is
+	// forgetContainer (RemoveContainer's and recovery's too), and a failed one keeps the record for their retry.
+	var undo []func()
+	var rec containerRecord
+	recorded := false
 	defer func() {
 		if retErr == nil {
 			return
 		}
+		if !recorded {
+			for i := len(undo) - 1; i >= 0; i-- {
+				undo[i]()
+			}
+			return
+		}
 		cctx, cancel := cleanupContext(ctx)
 		defer cancel()
-		for i := len(undo) - 1; i >= 0; i-- {
-			undo[i](cctx)
+		s.exits.unwatch(rec.Bundle)
+		if err := s.forgetContainer(cctx, rec); err != nil {
+			Logger(ctx).Error("container rollback failed; it stays, exited, for RemoveContainer to finish", "container", id, "err", err)
+			s.keepHalfMadeContainer(rec, err)
 		}
 	}()
+	defer recoverCreation(Logger(ctx).With("container", id, "pod", podRec.ID), "create container "+id, &retErr)
 
 	img, err := s.opts.Images.Acquire(cfg.GetImage().GetImage(), id)
 	if err != nil {
 		return fmt.Errorf("create container %s: image %q: %w", id, cfg.GetImage().GetImage(), err)
 	}
-	undo = append(undo, func(context.Context) { _ = s.opts.Images.Release(img.ID, id) })
+	undo = append(undo, func() { _ = s.opts.Images.Release(img.ID, id) })
 	crashPoint("create-container:image-acquired")
 
 	bundle := filepath.Join(pod.Dir(), "containers", id)
@@ -127,29 +140,22 @@ func (s *RuntimeServer) buildContainer(ctx context.Context, id string, podRec po
 	if err != nil {
 		return fmt.Errorf("create container %s: %w", id, err)
 	}
-	undo = append(undo, func(context.Context) { _ = s.releaseImageVolumes(id, vols) })
-	rec := containerRecord{ID: id, PodID: podRec.ID, Config: cfg, ImageID: img.ID, ImageName: cfg.GetImage().GetImage(),
+	undo = append(undo, func() { _ = s.releaseImageVolumes(id, vols) })
+	rec = containerRecord{ID: id, PodID: podRec.ID, Config: cfg, ImageID: img.ID, ImageName: cfg.GetImage().GetImage(),
 		State: ctrCreating, CreatedAt: time.Now().UnixNano(), Bundle: bundle, LogPath: logPath(podRec.Config, cfg),
 		ImageVolumes: vols}
 	// The record comes first so that a berthd killed from here on rolls the container back at start.
 	if err := s.containers.Create(id, rec); err != nil {
 		return fmt.Errorf("create container %s: %w", id, err)
 	}
-	undo = append(undo, func(context.Context) { _ = s.containers.Delete(id) })
+	recorded = true
 
 	layer := filepath.Join(s.opts.RootDir, "containers", id)
 	rootfs := filepath.Join(bundle, "rootfs")
-	undo = append(undo, func(context.Context) {
-		_ = s.opts.Images.Unmount(rootfs)
-		_ = os.RemoveAll(bundle)
-		_ = os.RemoveAll(layer)
-	})
 	idmap := imageIDMap(pod)
 	if err := s.opts.Images.MountRootfsMapped(img, filepath.Join(layer, "upper"), filepath.Join(layer, "work"), rootfs, idmap); err != nil {
 		return fmt.Errorf("create container %s: %w", id, err)
 	}
-	// Registered after the rootfs undo, so it runs first: the bundle is removed with nothing mounted in it.
-	undo = append(undo, func(context.Context) { _ = s.unmountImageVolumes(vols) })
 	if err := s.mountImageVolumes(cfg, vols, idmap); err != nil {
 		return fmt.Errorf("create container %s: %w", id, err)
 	}
@@ -186,11 +192,9 @@ func (s *RuntimeServer) buildContainer(ctx context.Context, id string, podRec po
 		Stdin: cfg.GetStdin(), StdinOnce: cfg.GetStdinOnce(), TTY: cfg.GetTty()}); err != nil {
 		return fmt.Errorf("create container %s: %w", id, err)
 	}
-	undo = append(undo, func(ctx context.Context) { _ = mon.Remove(ctx, id) })
 	if err := s.exits.watch(id, bundle); err != nil {
 		return fmt.Errorf("create container %s: watch exit: %w", id, err)
 	}
-	undo = append(undo, func(context.Context) { s.exits.unwatch(bundle) })
 
 	groups := make([]int64, 0, len(user.AdditionalGids))
 	for _, g := range user.AdditionalGids {

@@ -38,6 +38,8 @@ func codeOf(err error) codes.Code {
 		return codes.Unauthenticated
 	case errors.Is(err, errdefs.ErrResourceExhausted):
 		return codes.ResourceExhausted
+	case errors.Is(err, errdefs.ErrInternal):
+		return codes.Internal
 	case errors.Is(err, context.DeadlineExceeded):
 		return codes.DeadlineExceeded
 	case errors.Is(err, context.Canceled):

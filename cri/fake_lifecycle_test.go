@@ -171,3 +171,74 @@ func TestFakeCreateContainerFails(t *testing.T) {
 		})
 	}
 }
+
+// A panic beneath a creation, which runs detached from the request (names.go: no interceptor recovers it there), is
+// an Internal error for the caller, the creation is undone, the name is free again and berthd keeps serving.
+func TestFakeCreationPanics(t *testing.T) {
+	t.Run("CreateContainer", func(t *testing.T) {
+		s, h := newTestRuntimeServer(t)
+		podCfg := testPodConfig("web")
+		podID := runFakePod(t, s, h, podCfg)
+		h.fail(opMonitorCreate, fakePanic("bug in the monitor client"))
+		_, err := s.CreateContainer(context.Background(), &runtimeapi.CreateContainerRequest{PodSandboxId: podID,
+			Config: testContainerConfig("app"), SandboxConfig: podCfg})
+		if got := status.Code(toStatus(err)); got != codes.Internal {
+			t.Fatalf("CreateContainer: %v (%v), want Internal", got, err)
+		}
+		assertNoContainerLeft(t, s, h)
+		h.fail(opMonitorCreate, nil)
+		createFakeContainer(t, s, podID, podCfg, testContainerConfig("app"))
+	})
+	t.Run("RunPodSandbox", func(t *testing.T) {
+		s, h := newTestRuntimeServer(t)
+		h.fail(opPodCreate, fakePanic("bug in the sandbox manager"))
+		if _, err := (fakeImages{h}).Pull(context.Background(), testImage, nil); err != nil {
+			t.Fatal(err)
+		}
+		podCfg := testPodConfig("web")
+		_, err := s.RunPodSandbox(context.Background(), &runtimeapi.RunPodSandboxRequest{Config: podCfg})
+		if got := status.Code(toStatus(err)); got != codes.Internal {
+			t.Fatalf("RunPodSandbox: %v (%v), want Internal", got, err)
+		}
+		// What the panic left is unknown: the pod stays listed, not ready, for RemovePodSandbox and recovery.
+		pods, err := s.ListPodSandbox(context.Background(), &runtimeapi.ListPodSandboxRequest{})
+		if err != nil || len(pods.GetItems()) != 1 || pods.GetItems()[0].GetState() != runtimeapi.PodSandboxState_SANDBOX_NOTREADY {
+			t.Fatalf("ListPodSandbox after a panic: %v, %v; want the pod, not ready", pods.GetItems(), err)
+		}
+		if _, err := s.RemovePodSandbox(context.Background(), &runtimeapi.RemovePodSandboxRequest{PodSandboxId: pods.GetItems()[0].GetId()}); err != nil {
+			t.Fatalf("RemovePodSandbox: %v", err)
+		}
+		h.fail(opPodCreate, nil)
+		runFakePod(t, s, h, podCfg)
+	})
+}
+
+// A create whose rollback fails (the rootfs will not unmount) keeps the container's record, listed exited, instead of
+// leaving a mount nothing knows of; RemoveContainer then retries the clean-up and leaves nothing.
+func TestFakeCreateRollbackFails(t *testing.T) {
+	s, h := newTestRuntimeServer(t)
+	ctx := context.Background()
+	podCfg := testPodConfig("web")
+	podID := runFakePod(t, s, h, podCfg)
+	h.fail(opMonitorCreate, fmt.Errorf("monitor: %w", errdefs.ErrUnavailable))
+	h.fail(opUnmount, fmt.Errorf("umount: busy: %w", errdefs.ErrUnavailable))
+	if _, err := s.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: podID,
+		Config: testContainerConfig("app"), SandboxConfig: podCfg}); status.Code(toStatus(err)) != codes.Unavailable {
+		t.Fatalf("CreateContainer: %v, want Unavailable", err)
+	}
+	list, err := s.ListContainers(ctx, &runtimeapi.ListContainersRequest{})
+	if err != nil || len(list.GetContainers()) != 1 || list.GetContainers()[0].GetState() != runtimeapi.ContainerState_CONTAINER_EXITED {
+		t.Fatalf("ListContainers after a failed rollback: %v, %v; want the container, exited", list.GetContainers(), err)
+	}
+	id := list.GetContainers()[0].GetId()
+	if _, err := s.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: id}); err == nil {
+		t.Fatal("RemoveContainer succeeded while the rootfs does not unmount")
+	}
+	h.fail(opMonitorCreate, nil)
+	h.fail(opUnmount, nil)
+	if _, err := s.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: id}); err != nil {
+		t.Fatalf("RemoveContainer: %v", err)
+	}
+	assertNoContainerLeft(t, s, h)
+	createFakeContainer(t, s, podID, podCfg, testContainerConfig("app")) // the name was released
+}

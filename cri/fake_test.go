@@ -112,8 +112,19 @@ func (h *fakeHost) fail(op string, err error) {
 	h.fails[op] = err
 }
 
-// failing is the error set for op; h.mu is held.
-func (h *fakeHost) failing(op string) error { return h.fails[op] }
+// failing is the error set for op; h.mu is held. A fakePanic set with fail panics instead, as a bug beneath cri/
+// would.
+func (h *fakeHost) failing(op string) error {
+	if p, ok := h.fails[op].(fakePanic); ok {
+		panic(string(p))
+	}
+	return h.fails[op]
+}
+
+// fakePanic, given to fail, makes the step panic with its text.
+type fakePanic string
+
+func (p fakePanic) Error() string { return string(p) }
 
 // newTestRuntimeServer is a runtime service over a fresh fake host, its records in a temp dir, and its streaming
 // server on loopback (Exec, Attach and PortForward hand out URLs).

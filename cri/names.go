@@ -2,6 +2,9 @@ package cri
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -113,5 +116,15 @@ func detached(ctx context.Context, fn func(context.Context) error) (err error, d
 		return err, true
 	case <-ctx.Done():
 		return ctx.Err(), false
+	}
+}
+
+// recoverCreation, deferred in a creation that runs detached (no interceptor above it recovers a panic there), turns
+// a panic into an error wrapping errdefs.ErrInternal in *err: the creation's undo runs, its name reservation is
+// finished, the caller gets codes.Internal and berthd keeps serving. Defer it after the undo, so that it runs first.
+func recoverCreation(log *slog.Logger, what string, err *error) {
+	if r := recover(); r != nil {
+		log.Error("panic in "+what, "panic", r, "stack", string(debug.Stack()))
+		*err = fmt.Errorf("%s: %v: %w", what, r, errdefs.ErrInternal)
 	}
 }

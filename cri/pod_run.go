@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -64,12 +65,13 @@ func (s *RuntimeServer) runPod(ctx context.Context, id string, r *runtimeapi.Run
 	if err := s.pods.Create(id, rec); err != nil {
 		return fmt.Errorf("run pod %s: %w", id, err)
 	}
-	pod, err := s.opts.Sandboxes.Create(ctx, sandboxConfig(id, r.GetConfig()))
+	pod, err := s.createPodRuntime(ctx, log, id, r.GetConfig())
 	if err != nil {
-		if pod == nil { // rolled back
-			_ = s.pods.Delete(id)
-		} else {
+		switch {
+		case pod != nil, errdefs.IsInternal(err): // a failed rollback; a panic, which left what it left
 			s.keepHalfMadePod(rec, pod)
+		default: // rolled back
+			_ = s.pods.Delete(id)
 		}
 		return fmt.Errorf("run pod %s: %w", id, err)
 	}
@@ -96,6 +98,12 @@ func (s *RuntimeServer) runPod(ctx context.Context, id string, r *runtimeapi.Run
 	log.Info("pod ready", "name", r.GetConfig().GetMetadata().GetName(), "namespace", r.GetConfig().GetMetadata().GetNamespace(), "ips", ips)
 	s.emitPodEvent(rec, runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT, runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT)
 	return nil
+}
+
+// createPodRuntime makes the pod's runtime; a panic in it is an error wrapping errdefs.ErrInternal.
+func (s *RuntimeServer) createPodRuntime(ctx context.Context, log *slog.Logger, id string, cfg *runtimeapi.PodSandboxConfig) (pod PodRuntime, err error) {
+	defer recoverCreation(log, "create pod runtime "+id, &err)
+	return s.opts.Sandboxes.Create(ctx, sandboxConfig(id, cfg))
 }
 
 func sandboxConfig(id string, cfg *runtimeapi.PodSandboxConfig) sandbox.Config {

@@ -96,9 +96,11 @@ func (s *RuntimeServer) recoverPod(ctx context.Context, rec podRecord, rp Recove
 // keepHalfMadePod keeps a pod whose creation failed and whose rollback failed too: listed not ready (the kubelet's
 // garbage collection removes such pods), its runtime known, so that RemovePodSandbox runs the undo again.
 func (s *RuntimeServer) keepHalfMadePod(rec podRecord, pod PodRuntime) {
-	s.mu.Lock()
-	s.sandbox[rec.ID] = pod
-	s.mu.Unlock()
+	if pod != nil { // nil after a panic: recovery at the next start finds what is left by the pod dir
+		s.mu.Lock()
+		s.sandbox[rec.ID] = pod
+		s.mu.Unlock()
+	}
 	if _, err := s.pods.Update(rec.ID, func(p *podRecord) error { p.State = podNotReady; return nil }); err != nil {
 		s.log.Error("record a half-made pod not ready", "pod", rec.ID, "err", err)
 	}

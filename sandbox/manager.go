@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -183,10 +184,7 @@ func (m *Manager) Create(ctx context.Context, cfg Config) (*Pod, error) {
 	start := time.Now()
 	stages := m.podStages(p, hostname)
 	for i, s := range stages {
-		err := s.do(ctx, p)
-		if err == nil && m.afterStage != nil {
-			err = m.afterStage(s.name)
-		}
+		err := m.runStage(ctx, s, p)
 		if err != nil {
 			err = fmt.Errorf("create pod %s: %s: %w", cfg.ID, s.name, err)
 			if rbErr := m.undo(ctx, p, stages[:i+1]); rbErr != nil {
@@ -198,6 +196,24 @@ func (m *Manager) Create(ctx context.Context, cfg Config) (*Pod, error) {
 	}
 	m.log.Debug("pod created", "pod", cfg.ID, "took", time.Since(start))
 	return p, nil
+}
+
+// runStage does stage s of p. A panic in it is an error wrapping errdefs.ErrInternal, so that Create undoes the
+// stages done like after any failed stage, instead of the panic unwinding past them.
+func (m *Manager) runStage(ctx context.Context, s stage, p *Pod) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			m.log.Error("panic in a pod stage", "pod", p.cfg.ID, "stage", s.name, "panic", r, "stack", string(debug.Stack()))
+			err = fmt.Errorf("%v: %w", r, errdefs.ErrInternal)
+		}
+	}()
+	if err := s.do(ctx, p); err != nil {
+		return err
+	}
+	if m.afterStage != nil {
+		return m.afterStage(s.name)
+	}
+	return nil
 }
 
 // undo runs the undos of stages in reverse order under a cleanup context. It stops at the first failure so

@@ -633,3 +633,28 @@ func wantFile(t *testing.T, path, want string) {
 		t.Errorf("%s = %q, want %q", filepath.Base(path), got, want)
 	}
 }
+
+// A stage that panics is a failed stage: Create returns an error wrapping errdefs.ErrInternal and the stages done
+// are undone, instead of the panic unwinding past them.
+func TestCreateStagePanics(t *testing.T) {
+	e := newEnv(t)
+	m := e.manager(t)
+	m.afterStage = func(stage string) error {
+		if stage == "network" {
+			panic("bug in a stage")
+		}
+		return nil
+	}
+	defer func() { m.afterStage = nil }()
+	cfg := fullConfig()
+	p := &Pod{cfg: cfg, dir: filepath.Join(m.podsDir, cfg.ID), cgroup: "/berth/" + cfg.ID}
+	_, d0 := e.net.counts()
+	_, err := m.Create(context.Background(), cfg)
+	if !errdefs.IsInternal(err) || !strings.Contains(err.Error(), "bug in a stage") {
+		t.Fatalf("Create: %v, want an internal error with the panic", err)
+	}
+	assertGone(t, p, cgroupDirs(t, p.cgroup))
+	if _, d1 := e.net.counts(); d1 != d0+1 {
+		t.Errorf("network teardowns: %d, want 1", d1-d0)
+	}
+}

@@ -15,6 +15,8 @@ var (
 	ErrUnavailable        = errors.New("unavailable")
 	ErrUnauthenticated    = errors.New("unauthenticated")
 	ErrResourceExhausted  = errors.New("resource exhausted")
+	// ErrInternal marks a bug caught at run time (a recovered panic), never a caller's mistake.
+	ErrInternal = errors.New("internal error")
 )
 
 // InvalidArgument returns an error wrapping ErrInvalidArgument whose message names the field.
@@ -42,6 +44,7 @@ func IsAlreadyExists(err error) bool      { return errors.Is(err, ErrAlreadyExis
 func IsInvalidArgument(err error) bool    { return errors.Is(err, ErrInvalidArgument) }
 func IsFailedPrecondition(err error) bool { return errors.Is(err, ErrFailedPrecondition) }
 func IsUnavailable(err error) bool        { return errors.Is(err, ErrUnavailable) }
+func IsInternal(err error) bool           { return errors.Is(err, ErrInternal) }
 
 // kinds name the sentinels for errors that cross a process boundary (the monitor's protocol, helper results).
 var kinds = []struct {
@@ -54,6 +57,7 @@ var kinds = []struct {
 	{"failed_precondition", ErrFailedPrecondition},
 	{"unavailable", ErrUnavailable},
 	{"resource_exhausted", ErrResourceExhausted},
+	{"internal", ErrInternal},
 }
 
 // Kind names the sentinel err wraps, "" for none; FromKind rebuilds the error on the other side.
