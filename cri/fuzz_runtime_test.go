@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc"
@@ -67,11 +69,27 @@ func (fz *runtimeFuzzer) reset(t *testing.T) {
 	pod, okPod := fz.s.pods.Get(fz.pod)
 	running, okRunning := fz.s.containers.Get(fz.running)
 	created, okCreated := fz.s.containers.Get(fz.created)
-	if okPod && pod.State == podReady && okRunning && running.State == ctrRunning && okCreated && created.State == ctrCreated {
-		return
+	if !okPod || pod.State != podReady || !okRunning || running.State != ctrRunning || !okCreated || created.State != ctrCreated {
+		fz.removePod(t, fz.pod)
+		fz.build(t)
 	}
-	fz.removePod(t, fz.pod)
-	fz.build(t)
+	fz.checkMounts(t)
+}
+
+// checkMounts fails on a mount that no container record accounts for: an undo that lost one (a failed unmount
+// whose record was deleted anyway) leaves what nothing would ever clean up.
+func (fz *runtimeFuzzer) checkMounts(t *testing.T) {
+	var bundles []string
+	for _, c := range fz.s.containers.List() {
+		bundles = append(bundles, c.Bundle+string(filepath.Separator))
+	}
+	fz.h.mu.Lock()
+	defer fz.h.mu.Unlock()
+	for m := range fz.h.mounts {
+		if !slices.ContainsFunc(bundles, func(b string) bool { return strings.HasPrefix(m, b) }) {
+			t.Fatalf("mount %s left with no container record", m)
+		}
+	}
 }
 
 func (fz *runtimeFuzzer) removePod(t *testing.T, id string) {
