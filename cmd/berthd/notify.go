@@ -24,10 +24,11 @@ func notifyReady(n *sdnotify.Notifier, socket string, log *slog.Logger) (stop fu
 	if err := waitAnswer(check); err != nil {
 		return nil, err
 	}
+	// Logged before it is sent, so that the journal has it before systemd's "Started".
+	log.Info("answering on its socket: READY=1 to systemd", "watchdog", n.WatchdogInterval())
 	if err := n.Notify(sdnotify.Ready); err != nil {
 		return nil, err
 	}
-	log.Info("told systemd berthd is ready", "watchdog", n.WatchdogInterval())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
