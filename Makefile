@@ -13,7 +13,8 @@ MONITOR_B := -tags seccomp,netgo,osusergo -trimpath -ldflags "-s -w -extldflags 
 PREFIX    ?= /usr/local
 TOOLS     ?= $(HOME)/.cache/berth/tools
 CNI_BIN   ?= /opt/cni/bin
-# Node VMs test-vm boots (hack/vm/run.sh), each running critest and the kill -9 recovery tests.
+# Node VMs test-vm boots (hack/vm/run.sh), each running critest and the kill -9 recovery tests (debian12 also the
+# systemd leg: the installer and berthd.service on its systemd).
 VM_NODES  ?= debian12 debian11
 
 .PHONY: all build installer install run deps test unit integration critest installer-e2e test-vm fuzz bench lint clean
@@ -63,8 +64,8 @@ critest:
 installer-e2e:
 	hack/installer-e2e.sh
 
-# test-vm: critest and the recovery tests on real node OSes under qemu (kernel 6.1 and 5.10, systemd, cgroup v2);
-# one critest line per node. A single node, a focused run: hack/vm/run.sh debian12 -ginkgo.focus='Runtime info'.
+# test-vm: critest and the recovery tests on real node OSes under qemu (kernel 6.1 and 5.10, systemd, cgroup v2),
+# and on debian12 the systemd leg; one critest, recovery and systemd line per node. A single node, a focused run: hack/vm/run.sh debian12 -ginkgo.focus='Runtime info'.
 test-vm:
 	BERTH_VM_NODES="$(VM_NODES)" hack/vm/run.sh all
 

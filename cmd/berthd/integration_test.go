@@ -60,9 +60,9 @@ func TestMain(m *testing.M) {
 // daemon is a real berthd on temporary dirs and socket.
 type daemon struct {
 	dir, config, socket string
+	env                 []string // added to the test's environment
 	cmd                 *exec.Cmd
 	log                 *bytes.Buffer
-	env                 []string // added to berthd's environment by start
 }
 
 func newDaemon(t *testing.T, extraConfig string) *daemon {
@@ -105,9 +105,7 @@ func (d *daemon) start(t *testing.T) {
 	d.log = &bytes.Buffer{}
 	d.cmd = exec.Command(berthdBin, "--config", d.config)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
-	if d.env != nil {
-		d.cmd.Env = append(os.Environ(), d.env...)
-	}
+	d.cmd.Env = append(os.Environ(), d.env...)
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -29,6 +29,7 @@ import (
 	"github.com/berthcri/berth/internal/config"
 	"github.com/berthcri/berth/internal/kernel"
 	"github.com/berthcri/berth/internal/privdir"
+	"github.com/berthcri/berth/internal/sdnotify"
 	"github.com/berthcri/berth/internal/version"
 	"github.com/berthcri/berth/oci"
 	"github.com/berthcri/berth/oci/ctr"
@@ -37,11 +38,17 @@ import (
 )
 
 func serve(cfg config.Config) error {
-	// Signals are caught from the first moment: a SIGTERM during start-up is an orderly stop, not a kill.
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	// Signals are caught from the first moment: a SIGTERM during start-up is an orderly stop, not a kill. SIGHUP is
+	// caught only to be ignored (waitForStop).
+	sigs := make(chan os.Signal, 3) // room for one of each: a SIGHUP during start-up must not crowd out a SIGTERM
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	log := newLogger(cfg.Log)
 	slog.SetDefault(log)
+	// Before any child process starts: FromEnv takes systemd's variables out of the environment.
+	notifier, err := sdnotify.FromEnv()
+	if err != nil {
+		return err
+	}
 
 	// What berthd creates has no group or world write bits whatever umask it was started with; its dirs are made
 	// private by privdir.
@@ -114,15 +121,41 @@ func serve(cfg config.Config) error {
 	go func() { serveErr <- srv.Serve(lis) }()
 	log.Info("berthd serving", "version", version.Version, "socket", cfg.Listen, "root", cfg.RootDir,
 		"state", cfg.StateDir, "cgroupDriver", driver, "streaming", streamAddr)
+	stopWatchdog, err := notifyReady(notifier, cfg.Listen, log)
+	if err != nil {
+		return err
+	}
+	defer stopWatchdog()
 
-	select {
-	case sig := <-sigs:
-		log.Info("shutting down: finishing in-flight calls", "signal", sig.String(), "timeout", cfg.ShutdownTimeout.Duration)
-		runtimeSrv.Close() // ends event streams, which GracefulStop would otherwise wait for
-		gracefulStop(srv, cfg.ShutdownTimeout.Duration)
-		return nil
-	case err := <-serveErr:
+	if err := waitForStop(sigs, serveErr, log); err != nil {
 		return fmt.Errorf("serve %s: %w", cfg.Listen, err)
+	}
+	if err := notifier.Notify(sdnotify.Stopping); err != nil {
+		log.Warn("systemd not told berthd is stopping", "err", err)
+	}
+	log.Info("shutting down: finishing in-flight calls", "timeout", cfg.ShutdownTimeout.Duration)
+	stopWatchdog()
+	runtimeSrv.Close() // ends event streams, which GracefulStop would otherwise wait for
+	gracefulStop(srv, cfg.ShutdownTimeout.Duration)
+	return nil
+}
+
+// waitForStop returns nil on SIGTERM or SIGINT, or the error that ended the gRPC server. SIGHUP is logged and
+// ignored: berthd has no configuration to reload and logs to stderr, so there is no log file to reopen, and an
+// uncaught SIGHUP would end it in a way systemd counts as a clean exit (not restarted by Restart=on-failure).
+func waitForStop(sigs <-chan os.Signal, serveErr <-chan error, log *slog.Logger) error {
+	for {
+		select {
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				log.Info("SIGHUP ignored: berthd reloads nothing; restart it to apply a new configuration")
+				continue
+			}
+			log.Info("stop requested", "signal", sig.String())
+			return nil
+		case err := <-serveErr:
+			return err
+		}
 	}
 }
 

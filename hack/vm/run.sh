@@ -9,15 +9,18 @@
 #   hack/vm/run.sh debian12                                                    the full suite + recovery tests
 #   BERTH_VM_RECOVERY=0 hack/vm/run.sh debian11 -ginkgo.focus='Runtime info'   a focused run (~40 s)
 #   BERTH_VM_CRITEST=0 hack/vm/run.sh debian12                                 the recovery tests only
+#   BERTH_VM_CRITEST=0 BERTH_VM_RECOVERY=0 hack/vm/run.sh debian12             the systemd leg only (~4 min)
 #   hack/vm/run.sh debian12 -ginkgo.focus='basic operations on container' -ginkgo.seed=42
 #
 # Each run rebuilds bin/ (make build), so it tests the working tree as it is. Results land in _output/vm/NODE/:
 # guest.log (the payload's console output), critest.log, report.json, junit.xml, berthd.log, critest.out,
-# recovery.log, dmesg.txt, uname.txt, systemd-version.txt, cgroup-controllers.txt, timings.txt, serial.log (the
-# whole console). The last lines are "critest (NODE): N passed, N failed, N skipped" and the recovery result; the
-# exit code is non-zero when anything failed.
+# recovery.log, systemd.log, dmesg.txt, uname.txt, systemd-version.txt, cgroup-controllers.txt, timings.txt,
+# serial.log (the whole console). The last lines are "critest (NODE): N passed, N failed, N skipped", the recovery
+# result and the systemd leg's (hack/vm/guest/systemd.sh: berth-installer and berthd.service on the node's systemd);
+# the exit code is non-zero when anything failed.
 #
 # Environment: BERTH_VM_RECOVERY=0 skips the recovery tests, BERTH_VM_CRITEST=0 critest;
+#   BERTH_VM_SYSTEMD       1 runs the systemd leg, 0 skips it (default: 1 on debian12, 0 on debian11)
 #   BERTH_VM_TIMEOUT       seconds for one boot (3600), BERTH_VM_BOOT_TIMEOUT until the payload starts (300)
 #   BERTH_VM_ACCEL         auto (KVM only where the CPU has vmx/svm, falling back to TCG), tcg or kvm
 #   BERTH_VM_CACHE         ~/.cache/berth/vm: the images (by a hash of their inputs), the test registry's dir
@@ -36,7 +39,7 @@ if [ "$node" = all ]; then
   lines=() rc=0
   for n in ${BERTH_VM_NODES:-debian12 debian11}; do
     "$0" "$n" "$@" || rc=1
-    lines+=("$(cat "_output/vm/$n/result.txt" 2>/dev/null || echo "critest ($n): no result")") # and its recovery line
+    lines+=("$(cat "_output/vm/$n/result.txt" 2>/dev/null || echo "critest ($n): no result")") # and its recovery and systemd lines
   done
   printf '%s\n' "${lines[@]}"
   exit "$rc"
@@ -46,6 +49,9 @@ case "$node" in debian12 | debian11) ;; *) vm_die "unknown node $node (debian12,
 [ "$(id -u)" = 0 ] || vm_die "must run as root"
 recovery=${BERTH_VM_RECOVERY:-1}
 critest=${BERTH_VM_CRITEST:-1}
+systemd_default=0
+[ "$node" = debian12 ] && systemd_default=1
+systemd=${BERTH_VM_SYSTEMD:-$systemd_default}
 limit=${BERTH_VM_TIMEOUT:-3600}
 out=$root/_output/vm/$node
 rm -rf "$out"
@@ -69,7 +75,7 @@ t_image=$SECONDS
 # The payload: what the guest runs, all prebuilt here (the guest has no Go toolchain).
 p=$work/payload
 mkdir -p "$p/berth/bin" "$p/berth/hack" "$p/tools/bin" "$p/tools/cni" "$p/itest" "$p/testbed"
-timeout 900 make --no-print-directory build >/dev/null
+timeout 900 make --no-print-directory build installer >/dev/null
 tools=$(timeout 1800 hack/tools.sh)
 # Push on the host into a registry dir of its own (the registry keeps its manifests there), served as it is in the
 # guest: the image builder needs Go and the host's busybox and glibc, which the guest has not.
@@ -85,6 +91,10 @@ cp "$tools/bin/critest" "$tools/bin/crictl" "$p/tools/bin/"
 # The payload's own registry build: the tools dir's is rebuilt by every hack/testbed.sh start, perhaps by another
 # checkout sharing the cache.
 CGO_ENABLED=0 timeout 600 go build -o "$p/tools/bin/berth-registry" ./hack/cmd/registry
+# The systemd leg: the installer, and a stand-in Kubernetes API for its switch mode.
+CGO_ENABLED=0 timeout 600 go build -o "$p/tools/bin/fakeapi" ./hack/cmd/fakeapi
+cp bin/berth-installer "$p/tools/bin/"
+cp hack/vm/guest/systemd.sh "$p/systemd.sh"
 cp "$tools"/cni/* "$p/tools/cni/"
 cp -r "$(vm_cache)/testbed/blobs" "$(vm_cache)/testbed/images.txt" "$p/testbed/"
 cp hack/vm/guest/run.sh "$p/run.sh"
@@ -96,7 +106,7 @@ for f in "$p"/berth/bin/* "$p"/tools/bin/* "$p"/tools/cni/* "$p"/itest/*; do
 done
 echo "$((limit - 120))" >"$p/timeout"
 {
-  printf 'node=%q recovery=%q critest=%q\n' "$node" "$recovery" "$critest"
+  printf 'node=%q recovery=%q critest=%q systemd=%q\n' "$node" "$recovery" "$critest" "$systemd"
   printf 'critest_args=('
   [ $# -eq 0 ] || printf '%q ' "$@"
   printf ')\n'
@@ -138,7 +148,10 @@ result="critest ($node): $(sed 's/^critest: //' "$out/critest-summary.txt" 2>/de
 [ "$critest" = 1 ] || result="critest ($node): not run (BERTH_VM_CRITEST=0)"
 recovery_line="recovery ($node): $(sed 's/^recovery: //' "$out/recovery-summary.txt" 2>/dev/null || echo "no result")"
 [ "$recovery" = 1 ] || recovery_line="recovery ($node): not run (BERTH_VM_RECOVERY=0)"
-printf '%s\n' "$result" "$recovery_line" >"$out/result.txt"
+systemd_line="systemd ($node): $(sed 's/^systemd: //' "$out/systemd-summary.txt" 2>/dev/null || echo "no result")"
+[ "$systemd" = 1 ] || systemd_line="systemd ($node): not run (BERTH_VM_SYSTEMD=0)"
+printf '%s\n' "$result" "$recovery_line" "$systemd_line" >"$out/result.txt"
 echo "$recovery_line"
+echo "$systemd_line"
 echo "$result"
 [ "$rc" -eq 0 ] && [ "$guest_rc" = 0 ]

@@ -8,7 +8,7 @@ share=/share
 out=$share/out
 mkdir -p "$out"
 # shellcheck source=/dev/null
-source "$share/config" # node, recovery, critest (0/1), critest_args (array)
+source "$share/config" # node, recovery, critest, systemd (0/1), critest_args (array)
 
 {
   uname -r >"$out/uname.txt"
@@ -55,6 +55,14 @@ if [ "$recovery" = 1 ]; then
     rc=1
   fi
   cat "$out/recovery-summary.txt"
+fi
+if [ "${systemd:-0}" = 1 ]; then
+  echo "running the systemd leg"
+  t0=$SECONDS
+  timeout 900 bash "$share/systemd.sh" || rc=1
+  echo "systemd $((SECONDS - t0))s" >>"$out/timings.txt"
+  [ -s "$out/systemd-summary.txt" ] || echo "systemd: no result (timed out after 900s?)" >"$out/systemd-summary.txt"
+  cat "$out/systemd-summary.txt"
 fi
 dmesg >"$out/dmesg.txt" 2>&1
 exit "$rc"

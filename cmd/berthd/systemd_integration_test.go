@@ -1,0 +1,95 @@
+//go:build integration
+
+package main
+
+import (
+	"net"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// TestSIGHUPKeepsServing: a SIGHUP (a closed terminal, a `systemctl kill -s HUP`, a log rotator) must not end berthd.
+// Go's default for an uncaught SIGHUP is to exit, and systemd counts death by SIGHUP as a clean stop, so
+// Restart=on-failure would never bring berthd back.
+func TestSIGHUPKeepsServing(t *testing.T) {
+	d := newDaemon(t, "")
+	d.start(t)
+	rt, _ := d.clients(t)
+	for range 2 {
+		if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// An exit by signal takes effect at once; give it the time of a scheduler round or two. d.stop then checks that
+	// berthd still ends cleanly on SIGTERM.
+	time.Sleep(500 * time.Millisecond)
+	if _, err := rt.Version(ctx(t), &runtimeapi.VersionRequest{}); err != nil {
+		t.Fatalf("Version after SIGHUP: %v", err)
+	}
+}
+
+// TestSystemdNotify runs berthd as systemd runs a Type=notify unit with WatchdogSec=: NOTIFY_SOCKET names a datagram
+// socket (here the test's), WATCHDOG_USEC the watchdog. berthd must say READY=1 once it answers, ping WATCHDOG=1
+// at half the interval, ignore SIGHUP, and say STOPPING=1 on SIGTERM.
+func TestSystemdNotify(t *testing.T) {
+	d := newDaemon(t, "")
+	sock := filepath.Join(d.dir, "notify")
+	mgr, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mgr.Close()
+	msgs := make(chan string, 100)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := mgr.Read(buf)
+			if err != nil {
+				close(msgs)
+				return
+			}
+			msgs <- string(buf[:n])
+		}
+	}()
+	next := func(timeout time.Duration) string {
+		select {
+		case m := <-msgs:
+			return m
+		case <-time.After(timeout):
+			return ""
+		}
+	}
+	d.env = []string{"NOTIFY_SOCKET=" + sock, "WATCHDOG_USEC=600000"}
+	d.start(t)
+	rt, _ := d.clients(t)
+	if m := next(10 * time.Second); m != "READY=1" {
+		t.Fatalf("first message %q, want READY=1:\n%s", m, d.log)
+	}
+	if _, err := rt.Version(ctx(t), &runtimeapi.VersionRequest{}); err != nil {
+		t.Fatalf("Version after READY=1: %v", err)
+	}
+	for range 2 {
+		if m := next(2 * time.Second); m != "WATCHDOG=1" {
+			t.Fatalf("message %q, want a WATCHDOG=1 every 0.3s:\n%s", m, d.log)
+		}
+	}
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); {
+		if m := next(100 * time.Millisecond); m != "" && m != "WATCHDOG=1" {
+			t.Fatalf("message %q after SIGHUP", m)
+		}
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	for m := next(10 * time.Second); m != "STOPPING=1"; m = next(10 * time.Second) {
+		if m != "WATCHDOG=1" {
+			t.Fatalf("message %q on SIGTERM, want STOPPING=1:\n%s", m, d.log)
+		}
+	}
+	if err := d.cmd.Wait(); err != nil {
+		t.Errorf("berthd exited with %v after SIGTERM:\n%s", err, d.log)
+	}
+}
