@@ -32,7 +32,7 @@ func TestAppArmorDefaultProfile(t *testing.T) {
 		DefaultProfile string `json:"defaultProfile"`
 	}
 	if err := json.Unmarshal([]byte(st.GetInfo()["apparmor"]), &info); err != nil || !info.Enabled || info.DefaultProfile != "berth-default" {
-		t.Fatalf("Status apparmor %q (%v), want enabled with berth-default", st.GetInfo()["apparmor"], err)
+		t.Errorf("Status apparmor %q (%v), want enabled with berth-default", st.GetInfo()["apparmor"], err)
 	}
 	podCfg := &runtimeapi.PodSandboxConfig{
 		Metadata:     &runtimeapi.PodSandboxMetadata{Name: "apparmor", Namespace: "test", Uid: "apparmor-uid"},
