@@ -687,6 +687,11 @@ func (fakeHostFS) EvalSymlinks(p string) (string, error) {
 	return filepath.Clean(p), nil
 }
 
+// AppArmorLoaded: the kernel has the profiles named loaded-*.
+func (fakeHostFS) AppArmorLoaded(name string) (bool, error) {
+	return strings.HasPrefix(name, "loaded-"), nil
+}
+
 func (fakeHostFS) MountPoint(string) (oci.MountPoint, error) { return oci.MountPoint{Path: "/"}, nil }
 
 var fakeDevices = []specs.LinuxDevice{{Path: "/dev/null", Type: "c", Major: 1, Minor: 3}, {Path: "/dev/fuse", Type: "c", Major: 10, Minor: 229}}

@@ -31,7 +31,17 @@ type RuntimeOptions struct {
 	Sandboxes  Sandboxes
 	Containers Containers // state, signals and stats from libcontainer's state; exec and updates in helpers
 	Host       oci.Host   // facts about this machine for spec generation (OOM floor already applied)
-	Logger     *slog.Logger
+	// AppArmor keeps Host.AppArmorDefaultProfile loaded (oci/apparmor.Default); nil when there is none.
+	AppArmor AppArmorDefault
+	// AppArmorNote says, for Status, why a host with AppArmor has no default profile ("" when it has one).
+	AppArmorNote string
+	Logger       *slog.Logger
+}
+
+// AppArmorDefault is the keeper of the default AppArmor profile.
+type AppArmorDefault interface {
+	// Ensure loads the profile when the kernel lacks it or has another text of it.
+	Ensure(ctx context.Context) error
 }
 
 // RuntimeServer implements the CRI RuntimeService.

@@ -43,6 +43,10 @@ func (s *RuntimeServer) Status(ctx context.Context, r *runtimeapi.StatusRequest)
 			return nil, fmt.Errorf("encode kernel features: %w", err)
 		}
 		info["kernel"] = string(b)
+		if b, err = json.Marshal(s.appArmorInfo()); err != nil {
+			return nil, fmt.Errorf("encode apparmor: %w", err)
+		}
+		info["apparmor"] = string(b)
 		s.mu.Lock()
 		info["podCIDR"] = s.podCIDR
 		s.mu.Unlock()

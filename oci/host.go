@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berthcri/berth/internal/kernel"
+	"github.com/berthcri/berth/oci/apparmor"
 )
 
 // Host is what Spec needs to know about the machine. SystemHost reads the real one once at start-up; tests
@@ -34,8 +35,8 @@ type Host struct {
 	Hugetlb bool
 	// RecursiveReadOnly is set when the kernel makes recursive read-only mounts (mount_setattr, Linux 5.12).
 	RecursiveReadOnly bool
-	// AppArmor is set when AppArmor is enabled; AppArmorDefaultProfile is the loaded profile RuntimeDefault
-	// means ("" leaves the process unconfined).
+	// AppArmor is set when AppArmor is enabled; AppArmorDefaultProfile is the profile RuntimeDefault and no
+	// profile mean ("" leaves the process unconfined), which the caller keeps loaded (oci/apparmor).
 	AppArmor               bool
 	AppArmorDefaultProfile string
 	// FS answers questions about host paths (required).
@@ -55,6 +56,8 @@ type HostFS interface {
 	// ReadFile reads a file a request named (a Localhost seccomp profile): a regular file (symlinks followed) of
 	// at most MaxProfileSize bytes, else an error wrapping ErrNotRegular or ErrTooLarge; it never blocks on a FIFO.
 	ReadFile(path string) ([]byte, error)
+	// AppArmorLoaded reports whether the kernel has the AppArmor profile called name loaded.
+	AppArmorLoaded(name string) (bool, error)
 }
 
 // MountPoint is a mount of the host's mount table.
@@ -105,9 +108,7 @@ func SystemHost() (Host, error) {
 		h.Hugetlb = exists("/sys/fs/cgroup/hugetlb")
 		h.SwapAccounting = exists("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes")
 	}
-	if b, err := os.ReadFile("/sys/module/apparmor/parameters/enabled"); err == nil {
-		h.AppArmor = bytes.HasPrefix(b, []byte("Y")) && exists("/sys/kernel/security/apparmor")
-	}
+	h.AppArmor = apparmor.Enabled()
 	return h, nil
 }
 
@@ -139,6 +140,8 @@ func (systemFS) EvalSymlinks(path string) (string, error) { return filepath.Eval
 func (systemFS) ReadFile(path string) ([]byte, error) {
 	return ReadRegularFile(path, MaxProfileSize, false)
 }
+
+func (systemFS) AppArmorLoaded(name string) (bool, error) { return apparmor.Loaded(name) }
 
 func (systemFS) MountPoint(path string) (MountPoint, error) {
 	f, err := os.Open("/proc/self/mountinfo")

@@ -1,6 +1,7 @@
 package oci
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 
@@ -37,49 +38,67 @@ func maskedPaths(sc *LinuxContainerSecurityContext, userns bool) (masked, readon
 	return masked, readonly
 }
 
-// apparmorProfile returns the process's AppArmor profile ("" leaves it as the runtime's, unconfined). On a host
-// without AppArmor nothing is set, but asking for a Localhost profile fails like in containerd: the
-// confinement asked for cannot be given. Privileged containers are not confined.
+// apparmorProfile returns the process's AppArmor profile ("" leaves it unconfined), as containerd chooses it:
+// RuntimeDefault and no profile mean the host's default profile (kubernetes#51746), Localhost a profile that must
+// already be loaded, Unconfined none. Privileged containers are confined only by a Localhost profile. On a host
+// without AppArmor nothing is set, but a Localhost profile fails: the confinement asked for cannot be given.
 func apparmorProfile(sc *LinuxContainerSecurityContext, host *Host) (string, error) {
-	p := sc.Apparmor
-	field := secField + ".apparmor"
-	if p == nil {
-		field = secField + ".apparmor_profile"
-		switch s := sc.ApparmorProfile; {
-		case s == "":
-		case s == "runtime/default":
-			p = &SecurityProfile{ProfileType: ProfileTypeRuntimeDefault}
-		case s == "unconfined":
-			p = &SecurityProfile{ProfileType: ProfileTypeUnconfined}
-		case strings.HasPrefix(s, "localhost/"):
-			p = &SecurityProfile{ProfileType: ProfileTypeLocalhost, LocalhostRef: strings.TrimPrefix(s, "localhost/")}
-		default:
-			return "", errdefs.InvalidArgument(field, "unknown profile %q", s)
-		}
-	}
-	if p != nil && p.ProfileType == ProfileTypeLocalhost && p.LocalhostRef == "" {
-		return "", errdefs.InvalidArgument(field+".localhost_ref", "empty")
-	}
-	if sc.Privileged {
-		return "", nil
+	p, field, err := apparmorRequest(sc)
+	if err != nil {
+		return "", err
 	}
 	if !host.AppArmor {
-		if p != nil && p.ProfileType == ProfileTypeLocalhost {
+		if p.ProfileType == ProfileTypeLocalhost {
 			return "", errdefs.FailedPrecondition("%s: AppArmor profile %q asked for, but AppArmor is not enabled on this host", field, p.LocalhostRef)
 		}
 		return "", nil
 	}
-	if p == nil {
-		// The runtime default applies when nothing is asked (kubernetes#51746).
-		p = &SecurityProfile{ProfileType: ProfileTypeRuntimeDefault}
-	}
 	switch p.ProfileType {
 	case ProfileTypeRuntimeDefault:
+		if sc.Privileged {
+			return "", nil
+		}
 		return host.AppArmorDefaultProfile, nil
 	case ProfileTypeUnconfined:
 		return "", nil
 	case ProfileTypeLocalhost:
-		return strings.TrimPrefix(p.LocalhostRef, "localhost/"), nil
+		name := strings.TrimPrefix(p.LocalhostRef, "localhost/")
+		loaded, err := host.FS.AppArmorLoaded(name)
+		if err != nil {
+			return "", fmt.Errorf("%s: AppArmor profile %q: %w", field, name, err)
+		}
+		if !loaded {
+			return "", errdefs.FailedPrecondition("%s: AppArmor profile %q is not loaded (load it with apparmor_parser first)", field, name)
+		}
+		return name, nil
 	}
 	return "", errdefs.InvalidArgument(field+".profile_type", "unknown profile type %d", p.ProfileType)
+}
+
+// apparmorRequest is the profile asked for, the structured field winning over the deprecated string, and the
+// field that asked (with .localhost_ref for a Localhost one). Nothing asked is RuntimeDefault.
+func apparmorRequest(sc *LinuxContainerSecurityContext) (*SecurityProfile, string, error) {
+	if p := sc.Apparmor; p != nil {
+		field := secField + ".apparmor"
+		if p.ProfileType != ProfileTypeLocalhost {
+			return p, field, nil
+		}
+		field += ".localhost_ref"
+		if p.LocalhostRef == "" {
+			return nil, "", errdefs.InvalidArgument(field, "empty")
+		}
+		return p, field, nil
+	}
+	field := secField + ".apparmor_profile"
+	switch s := sc.ApparmorProfile; {
+	case s == "", s == "runtime/default":
+		return &SecurityProfile{ProfileType: ProfileTypeRuntimeDefault}, field, nil
+	case s == "unconfined":
+		return &SecurityProfile{ProfileType: ProfileTypeUnconfined}, field, nil
+	case s == "localhost/":
+		return nil, "", errdefs.InvalidArgument(field, "empty profile name in %q", s)
+	case strings.HasPrefix(s, "localhost/"):
+		return &SecurityProfile{ProfileType: ProfileTypeLocalhost, LocalhostRef: strings.TrimPrefix(s, "localhost/")}, field, nil
+	}
+	return nil, "", errdefs.InvalidArgument(field, "unknown profile %q", sc.ApparmorProfile)
 }

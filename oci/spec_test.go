@@ -73,6 +73,9 @@ func (f *fakeFS) ReadFile(p string) ([]byte, error) {
 	return nil, &fs.PathError{Op: "open", Path: p, Err: fs.ErrNotExist}
 }
 
+// AppArmorLoaded: the kernel has my-profile loaded.
+func (f *fakeFS) AppArmorLoaded(name string) (bool, error) { return name == "my-profile", nil }
+
 func dev(path, typ string, major, minor int64) specs.LinuxDevice {
 	mode := fs.FileMode(0o666)
 	var id uint32

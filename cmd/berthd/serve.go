@@ -188,6 +188,7 @@ func newRuntime(ctx context.Context, cfg config.Config, usernsGID int, images *i
 		return nil, err
 	}
 	host.OOMScoreAdjMin = max(host.OOMScoreAdjMin, cfg.MinOOMScoreAdj)
+	appArmor, appArmorNote := defaultAppArmor(ctx, &host, cfg.StateDir, log)
 	runcRoot := filepath.Join(cfg.StateDir, "runc")
 	helper, err := monitor.DefaultBinary()
 	if err != nil {
@@ -215,6 +216,8 @@ func newRuntime(ctx context.Context, cfg config.Config, usernsGID int, images *i
 		Sandboxes:     cri.HostSandboxes(sandboxes, cfg.RootDir),
 		Containers:    cri.HostContainers(&ctr.Runtime{Root: runcRoot, Systemd: driver == "systemd", Helper: helper}),
 		Host:          host,
+		AppArmor:      appArmor,
+		AppArmorNote:  appArmorNote,
 		Logger:        log,
 	})
 	if err != nil {

@@ -37,11 +37,12 @@ if [ "$critest" = 1 ]; then
 fi
 
 if [ "$recovery" = 1 ]; then
-  # Every kill -9 recovery test there is (TestKillRecovery today), and the cgroup files of container resources on
-  # this node's cgroup v2. The network GC test builds its CNI plugins with go, which the VM lacks.
+  # Every kill -9 recovery test there is (TestKillRecovery today), the cgroup files of container resources on
+  # this node's cgroup v2, and the AppArmor profile containers run under (this host has no AppArmor). The network GC
+  # test builds its CNI plugins with go, which the VM lacks.
   echo "running the recovery tests"
   t0=$SECONDS
-  BERTH_ITEST_BIN=$share/itest/berthd.test hack/integration.sh -test.run 'TestKillRecovery|Recover|TestContainerResourcesInCgroup' -test.v -test.timeout 5m \
+  BERTH_ITEST_BIN=$share/itest/berthd.test hack/integration.sh -test.run 'TestKillRecovery|Recover|TestContainerResourcesInCgroup|TestAppArmorDefaultProfile' -test.v -test.timeout 5m \
     >"$out/recovery.log" 2>&1
   irc=$?
   echo "recovery $((SECONDS - t0))s" >>"$out/timings.txt"
