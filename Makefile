@@ -64,7 +64,7 @@ installer-e2e:
 	hack/installer-e2e.sh
 
 # test-vm: critest and the recovery tests on real node OSes under qemu (kernel 6.1 and 5.10, systemd, cgroup v2);
-# one critest line per node. A single node, a focused run: hack/vm/run.sh debian12 -ginkgo.focus='Runtime info'.
+# one critest line per node and cgroup driver (Debian 12: systemd and cgroupfs). A single node, a focused run: hack/vm/run.sh debian12 -ginkgo.focus='Runtime info'.
 test-vm:
 	BERTH_VM_NODES="$(VM_NODES)" hack/vm/run.sh all
 
