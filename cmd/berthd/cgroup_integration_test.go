@@ -71,9 +71,10 @@ func TestContainerResourcesInCgroup(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, u := range []string{scope, "berth-monitor-" + podID + ".scope", testCgroupParent} {
+	for _, u := range []string{scope, "berth-monitor-" + podID + ".scope"} {
 		checkUnitGone(t, u)
 	}
+	checkUnitStopped(t, testCgroupParent)
 }
 
 // checkUnitResources checks the properties of a container's scope that libcontainer's systemd manager sets from

@@ -224,7 +224,7 @@ func checkNoLeaks(t *testing.T, d *daemon) {
 		}
 	}
 	if systemdDriver() {
-		checkUnitGone(t, testCgroupParent)
+		checkUnitStopped(t, testCgroupParent)
 	}
 }
 
