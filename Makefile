@@ -64,8 +64,9 @@ critest:
 installer-e2e:
 	hack/installer-e2e.sh
 
-# test-vm: critest and the recovery tests on real node OSes under qemu (kernel 6.1 and 5.10, systemd, cgroup v2),
-# and on debian12 the systemd leg; one critest, recovery and systemd line per node. A single node, a focused run: hack/vm/run.sh debian12 -ginkgo.focus='Runtime info'.
+# test-vm: critest and the recovery tests on real node OSes under qemu (kernel 6.1 and 5.10, systemd, cgroup v2);
+# one critest and recovery line per node and cgroup driver (Debian 12: systemd and cgroupfs), and on debian12 the
+# systemd leg's line. A single node, a focused run: hack/vm/run.sh debian12 -ginkgo.focus='Runtime info'.
 test-vm:
 	BERTH_VM_NODES="$(VM_NODES)" hack/vm/run.sh all
 

@@ -47,6 +47,8 @@ func (s *RuntimeServer) Status(ctx context.Context, r *runtimeapi.StatusRequest)
 			return nil, fmt.Errorf("encode apparmor: %w", err)
 		}
 		info["apparmor"] = string(b)
+		// The config shows cgroup_driver as written ("auto"); this is what it resolved to.
+		info["cgroupDriver"] = s.opts.CgroupDriver
 		s.mu.Lock()
 		info["podCIDR"] = s.podCIDR
 		s.mu.Unlock()

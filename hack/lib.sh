@@ -12,7 +12,7 @@ testbed_up() {
 # start_test_berthd DIR LOG [LEVEL]: runs bin/berthd on DIR (root, state and socket below it; CNI configs from DIR/net.d,
 # plugins from the tools dir; the public registry hosts mapped to the test bed), logging to LOG, and waits until it
 # serves the CRI. Sets berthd_pid and berthd_sock. BERTH_CGROUP_DRIVER, when set, is its cgroup_driver (node VMs,
-# where systemd is PID 1, test the cgroupfs driver on cgroup v2 with it).
+# where systemd is PID 1, test each driver on cgroup v2 with it).
 start_test_berthd() {
   local dir=$1 log=$2 level=${3:-info}
   ensure_userns_group

@@ -37,15 +37,20 @@ const (
 
 // podCgroup returns the pod cgroup for a CRI cgroup_parent. With systemd, the kubelet passes either the slice
 // name or its expanded path (/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1.slice): both
-// name the last slice. With cgroupfs any path is taken as is, relative ones from the root.
+// name the last slice, and a path must be that slice's expansion, where systemd puts it. With cgroupfs any path
+// is taken as is, relative ones from the root.
 func podCgroup(useSystemd bool, parent, id string) (string, error) {
 	if useSystemd {
 		if parent == "" {
 			return defaultSliceParent + "-" + id + ".slice", nil
 		}
 		slice := path.Base(parent)
-		if _, err := systemd.ExpandSlice(slice); err != nil {
+		expanded, err := systemd.ExpandSlice(slice)
+		if err != nil {
 			return "", errdefs.InvalidArgument("cgroup_parent", "%q is not a systemd slice (the cgroup driver is systemd)", parent)
+		}
+		if strings.Contains(parent, "/") && path.Clean("/"+parent) != expanded {
+			return "", errdefs.InvalidArgument("cgroup_parent", "%q: systemd puts slice %s at %s", parent, slice, expanded)
 		}
 		return slice, nil
 	}

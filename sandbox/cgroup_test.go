@@ -29,6 +29,12 @@ func TestPodCgroup(t *testing.T) {
 		"systemd test slice":  {systemd: true, parent: "/test.slice", want: "test.slice"},
 		"systemd not a slice": {systemd: true, parent: "/kubepods/burstable/pod1", invalid: true},
 		"systemd bad slice":   {systemd: true, parent: "kubepods--x.slice", invalid: true},
+		"systemd unclean expanded path": {systemd: true, parent: "/kubepods.slice//kubepods-pod1.slice/",
+			want: "kubepods-pod1.slice"},
+		// systemd would put pod1.slice at /pod1.slice, not where the path says.
+		"systemd path not the slice's":   {systemd: true, parent: "/kubepods.slice/pod1.slice", invalid: true},
+		"systemd path through a dir":     {systemd: true, parent: "/kubepods/kubepods-pod1.slice", invalid: true},
+		"systemd relative expanded path": {systemd: true, parent: "kubepods.slice/kubepods-pod1.slice", want: "kubepods-pod1.slice"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

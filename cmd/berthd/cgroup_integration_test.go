@@ -5,18 +5,22 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/cgroups"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
-// A container's resources land in its cgroup's files, on cgroup v1 and v2 alike (the cgroupfs driver here), at
-// CreateContainer and again after UpdateContainerResources.
+// A container's resources land in its cgroup's files, on cgroup v1 and v2 alike, at CreateContainer and again after
+// UpdateContainerResources. With the systemd driver the cgroup is the scope systemd made for the container in the
+// pod's slice, its unit has the resources systemd owns as properties, and the pod's units are gone once the pod is
+// removed.
 func TestContainerResourcesInCgroup(t *testing.T) {
 	d := newPodDaemon(t)
 	rt, _ := d.startWithTestImage(t)
@@ -34,6 +38,13 @@ func TestContainerResourcesInCgroup(t *testing.T) {
 	}
 	cg := containerCgroup(t, rt, c.ContainerId)
 	checkCgroupResources(t, cg, cfg.Linux.Resources)
+	scope := "berth-" + c.ContainerId + ".scope"
+	if systemdDriver() {
+		if want := "/" + testCgroupParent + "/" + scope; cg != want {
+			t.Errorf("container cgroup %s, want systemd's %s", cg, want)
+		}
+		checkUnitResources(t, scope, cfg.Linux.Resources)
+	}
 
 	update := &runtimeapi.LinuxContainerResources{CpuShares: 256, CpuQuota: 20000, CpuPeriod: 100000,
 		MemoryLimitInBytes: 128 << 20, CpusetCpus: "0"}
@@ -42,6 +53,47 @@ func TestContainerResourcesInCgroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkCgroupResources(t, cg, update)
+	if !systemdDriver() {
+		return
+	}
+	checkUnitResources(t, scope, update)
+	for _, r := range []func() error{
+		func() error {
+			_, err := rt.StopPodSandbox(ctx(t), &runtimeapi.StopPodSandboxRequest{PodSandboxId: podID})
+			return err
+		},
+		func() error {
+			_, err := rt.RemovePodSandbox(ctx(t), &runtimeapi.RemovePodSandboxRequest{PodSandboxId: podID})
+			return err
+		},
+	} {
+		if err := r(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, u := range []string{scope, "berth-monitor-" + podID + ".scope"} {
+		checkUnitGone(t, u)
+	}
+	checkUnitStopped(t, testCgroupParent)
+}
+
+// checkUnitResources checks the properties of a container's scope that libcontainer's systemd manager sets from
+// its resources (systemd would otherwise write its own values over the cgroup files).
+func checkUnitResources(t *testing.T, unit string, r *runtimeapi.LinuxContainerResources) {
+	t.Helper()
+	want := map[string]string{
+		"CPUWeight":          fmt.Sprint(cgroups.ConvertCPUSharesToCgroupV2Value(uint64(r.CpuShares))),
+		"CPUQuotaPerSecUSec": (time.Duration(r.CpuQuota*1e6/r.CpuPeriod) * time.Microsecond).String(),
+		"CPUQuotaPeriodUSec": (time.Duration(r.CpuPeriod) * time.Microsecond).String(),
+		"MemoryMax":          fmt.Sprint(r.MemoryLimitInBytes),
+		"AllowedCPUs":        r.CpusetCpus,
+	}
+	got := unitProperties(t, unit, slices.Sorted(maps.Keys(want))...)
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("unit %s: %s=%q, want %q", unit, k, got[k], v)
+		}
+	}
 }
 
 // containerCgroup is the cgroup of the container's main process: on v2 its one path, on v1 the memory hierarchy's

@@ -69,8 +69,8 @@ func newDaemon(t *testing.T, extraConfig string) *daemon {
 	t.Helper()
 	dir := t.TempDir()
 	d := &daemon{dir: dir, config: filepath.Join(dir, "berth.toml"), socket: filepath.Join(dir, "berth.sock")}
-	// BERTH_TEST_CGROUP_DRIVER (hack/integration.sh's BERTH_CGROUP_DRIVER): node VMs run systemd as PID 1, where
-	// "auto" would pick the systemd driver, and test the cgroupfs driver on cgroup v2.
+	// BERTH_TEST_CGROUP_DRIVER (hack/integration.sh's BERTH_CGROUP_DRIVER): node VMs run systemd as PID 1 and test
+	// each driver (systemdDriver says which one runs).
 	driver := ""
 	if d := os.Getenv("BERTH_TEST_CGROUP_DRIVER"); d != "" {
 		driver = fmt.Sprintf("cgroup_driver = %q\n", d)

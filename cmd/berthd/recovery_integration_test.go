@@ -19,8 +19,15 @@ import (
 
 const testImage = "registry.k8s.io/e2e-test-images/busybox:1.29-2"
 
-// testCgroupParent holds this test process's pods, so a leak check sees only them (other daemons may run here).
-var testCgroupParent = fmt.Sprintf("/berth-itest-%d", os.Getpid())
+// testCgroupParent holds this test process's pods, so a leak check sees only them (other daemons may run here):
+// a cgroupfs path, or with the systemd driver a slice right below the root slice (-.slice), as the kubelet's
+// kubepods.slice is.
+var testCgroupParent = func() string {
+	if systemdDriver() {
+		return fmt.Sprintf("berth_itest_%d.slice", os.Getpid())
+	}
+	return fmt.Sprintf("/berth-itest-%d", os.Getpid())
+}()
 
 // kill9 kills berthd as a crash would, and waits for it.
 func (d *daemon) kill9(t *testing.T) {
@@ -211,9 +218,13 @@ func checkNoLeaks(t *testing.T, d *daemon) {
 		dirs = []string{""}
 	}
 	for _, ctl := range dirs {
-		if p := filepath.Join("/sys/fs/cgroup", ctl, testCgroupParent); exists(p) {
+		// A slice below -.slice has its cgroup at /<name>.
+		if p := filepath.Join("/sys/fs/cgroup", ctl, "/"+testCgroupParent); exists(p) {
 			t.Errorf("cgroup left: %s", p)
 		}
+	}
+	if systemdDriver() {
+		checkUnitStopped(t, testCgroupParent)
 	}
 }
 

@@ -300,12 +300,16 @@ func listenSocket(path string) (net.Listener, error) {
 	return privdir.Listen(path, 0o660)
 }
 
-// cgroupDriver resolves "auto": systemd only when systemd is PID 1, as the kubelet expects.
+// systemdRunDir exists, as a directory, while systemd is the init system (sd_booted(3)); a variable for tests.
+var systemdRunDir = "/run/systemd/system"
+
+// cgroupDriver resolves "auto": systemd where systemd booted the host (sd_booted(3), as runc's IsRunningSystemd
+// checks), whatever PID 1 is called; cgroupfs elsewhere.
 func cgroupDriver(configured string) string {
 	if configured != "auto" {
 		return configured
 	}
-	if comm, err := os.ReadFile("/proc/1/comm"); err == nil && strings.TrimSpace(string(comm)) == "systemd" {
+	if fi, err := os.Lstat(systemdRunDir); err == nil && fi.IsDir() {
 		return "systemd"
 	}
 	return "cgroupfs"

@@ -12,14 +12,17 @@
 #   BERTH_VM_CRITEST=0 BERTH_VM_RECOVERY=0 hack/vm/run.sh debian12             the systemd leg only (~4 min)
 #   hack/vm/run.sh debian12 -ginkgo.focus='basic operations on container' -ginkgo.seed=42
 #
-# Each run rebuilds bin/ (make build), so it tests the working tree as it is. Results land in _output/vm/NODE/:
-# guest.log (the payload's console output), critest.log, report.json, junit.xml, berthd.log, critest.out,
-# recovery.log, systemd.log, dmesg.txt, uname.txt, systemd-version.txt, cgroup-controllers.txt, timings.txt,
-# serial.log (the whole console). The last lines are "critest (NODE): N passed, N failed, N skipped", the recovery
-# result and the systemd leg's (hack/vm/guest/systemd.sh: berth-installer and berthd.service on the node's systemd);
-# the exit code is non-zero when anything failed.
+# Each run rebuilds bin/ (make build), so it tests the working tree as it is. critest and the recovery tests run
+# once per cgroup driver (debian12: systemd, then cgroupfs; debian11: cgroupfs). Results land in _output/vm/NODE/:
+# guest.log (the payload's console output), DRIVER/ (critest.log, report.json, junit.xml, berthd.log, critest.out,
+# recovery.log), unit-leaks.txt (systemd units a run left), dmesg.txt, uname.txt, systemd-version.txt,
+# cgroup-controllers.txt, timings.txt, serial.log (the whole console). The last lines are, per driver,
+# "critest (NODE, DRIVER): N passed, N failed, N skipped" and the recovery result, then the systemd leg's
+# (hack/vm/guest/systemd.sh: berth-installer and berthd.service on the node's systemd, log in systemd.log); the exit
+# code is non-zero when anything failed.
 #
 # Environment: BERTH_VM_RECOVERY=0 skips the recovery tests, BERTH_VM_CRITEST=0 critest;
+#   BERTH_VM_DRIVERS       the cgroup drivers to test, in order ("systemd cgroupfs" on debian12, else "cgroupfs")
 #   BERTH_VM_SYSTEMD       1 runs the systemd leg, 0 skips it (default: 1 on debian12, 0 on debian11)
 #   BERTH_VM_TIMEOUT       seconds for one boot (3600), BERTH_VM_BOOT_TIMEOUT until the payload starts (300)
 #   BERTH_VM_ACCEL         auto (KVM only where the CPU has vmx/svm, falling back to TCG), tcg or kvm
@@ -39,7 +42,7 @@ if [ "$node" = all ]; then
   lines=() rc=0
   for n in ${BERTH_VM_NODES:-debian12 debian11}; do
     "$0" "$n" "$@" || rc=1
-    lines+=("$(cat "_output/vm/$n/result.txt" 2>/dev/null || echo "critest ($n): no result")") # and its recovery and systemd lines
+    lines+=("$(cat "_output/vm/$n/result.txt" 2>/dev/null || echo "critest ($n): no result")") # and its other lines
   done
   printf '%s\n' "${lines[@]}"
   exit "$rc"
@@ -52,6 +55,11 @@ critest=${BERTH_VM_CRITEST:-1}
 systemd_default=0
 [ "$node" = debian12 ] && systemd_default=1
 systemd=${BERTH_VM_SYSTEMD:-$systemd_default}
+# The cgroup drivers each node tests, in one boot: Debian 12 both (systemd is PID 1 there, as on kubeadm nodes),
+# Debian 11 cgroupfs only (another ~5 min of CI for the same systemd code on an older systemd).
+case "$node" in debian12) default_drivers="systemd cgroupfs" ;; *) default_drivers=cgroupfs ;; esac
+drivers=${BERTH_VM_DRIVERS:-$default_drivers}
+for d in $drivers; do case "$d" in systemd | cgroupfs) ;; *) vm_die "BERTH_VM_DRIVERS: unknown cgroup driver $d" ;; esac; done
 limit=${BERTH_VM_TIMEOUT:-3600}
 out=$root/_output/vm/$node
 rm -rf "$out"
@@ -106,7 +114,7 @@ for f in "$p"/berth/bin/* "$p"/tools/bin/* "$p"/tools/cni/* "$p"/itest/*; do
 done
 echo "$((limit - 120))" >"$p/timeout"
 {
-  printf 'node=%q recovery=%q critest=%q systemd=%q\n' "$node" "$recovery" "$critest" "$systemd"
+  printf 'node=%q drivers=%q recovery=%q critest=%q systemd=%q\n' "$node" "$drivers" "$recovery" "$critest" "$systemd"
   printf 'critest_args=('
   [ $# -eq 0 ] || printf '%q ' "$@"
   printf ')\n'
@@ -144,14 +152,25 @@ echo "vm: $node timings: image $((t_image - t_start))s, payload $((t_payload - t
   "(boot unit after ${vm_booted_after:-?}s, guest uptime ${uptime:-?}s;" \
   "$(awk '{printf "%s%s %s", (NR > 1 ? ", " : ""), $1, $2}' "$out/timings.txt" 2>/dev/null))" >&2
 
-result="critest ($node): $(sed 's/^critest: //' "$out/critest-summary.txt" 2>/dev/null || echo "no result")"
-[ "$critest" = 1 ] || result="critest ($node): not run (BERTH_VM_CRITEST=0)"
-recovery_line="recovery ($node): $(sed 's/^recovery: //' "$out/recovery-summary.txt" 2>/dev/null || echo "no result")"
-[ "$recovery" = 1 ] || recovery_line="recovery ($node): not run (BERTH_VM_RECOVERY=0)"
-systemd_line="systemd ($node): $(sed 's/^systemd: //' "$out/systemd-summary.txt" 2>/dev/null || echo "no result")"
-[ "$systemd" = 1 ] || systemd_line="systemd ($node): not run (BERTH_VM_SYSTEMD=0)"
-printf '%s\n' "$result" "$recovery_line" "$systemd_line" >"$out/result.txt"
-echo "$recovery_line"
-echo "$systemd_line"
-echo "$result"
+lines=()
+for d in $drivers; do
+  if [ "$critest" = 1 ]; then
+    lines+=("critest ($node, $d): $(sed 's/^critest: //' "$out/critest-$d.txt" 2>/dev/null || echo "no result")")
+  else
+    lines+=("critest ($node, $d): not run (BERTH_VM_CRITEST=0)")
+  fi
+  if [ "$recovery" = 1 ]; then
+    lines+=("recovery ($node, $d): $(sed 's/^recovery: //' "$out/recovery-$d.txt" 2>/dev/null || echo "no result")")
+  else
+    lines+=("recovery ($node, $d): not run (BERTH_VM_RECOVERY=0)")
+  fi
+done
+if [ "$systemd" = 1 ]; then
+  lines+=("systemd ($node): $(sed 's/^systemd: //' "$out/systemd-summary.txt" 2>/dev/null || echo "no result")")
+else
+  lines+=("systemd ($node): not run (BERTH_VM_SYSTEMD=0)")
+fi
+[ ! -s "$out/unit-leaks.txt" ] || lines+=("units ($node): $(cat "$out/unit-leaks.txt")")
+printf '%s\n' "${lines[@]}" >"$out/result.txt"
+cat "$out/result.txt"
 [ "$rc" -eq 0 ] && [ "$guest_rc" = 0 ]

@@ -111,6 +111,9 @@ func decodeResult(op, id string, out []byte, waitErr error) (Result, error) {
 	return res, res.Err()
 }
 
+// updateTimeout bounds an update's helper: with the systemd driver it waits on systemd over D-Bus.
+var updateTimeout = time.Minute
+
 // Update applies new resource limits to the created or running container id.
 func (r *Runtime) Update(id string, res *specs.LinuxResources) error {
 	if res == nil {
@@ -120,7 +123,12 @@ func (r *Runtime) Update(id string, res *specs.LinuxResources) error {
 	if err != nil {
 		return fmt.Errorf("container %s: update: %w", id, err)
 	}
-	_, err = r.Run(OpUpdate, id, nil, "-resources", string(b))
+	ctx, cancel := context.WithTimeout(context.Background(), updateTimeout)
+	defer cancel()
+	_, err = r.run(ctx, OpUpdate, id, nil, "-resources", string(b))
+	if ctx.Err() != nil {
+		return fmt.Errorf("container %s: update: %w", id, errors.Join(err, context.Cause(ctx)))
+	}
 	return err
 }
 

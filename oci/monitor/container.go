@@ -40,6 +40,7 @@ type container struct {
 	pidfd     int  // of init, from create until its exit is recorded; signals go through it
 	sharesPID bool // no PID namespace of its own: SIGKILL must reach every process of the cgroup
 	cgroups   map[string]string
+	oom       *oomCount // the OOM kills seen while it ran; nil without server.oom
 	createdAt time.Time
 	startedAt time.Time
 	exit      *Exit
@@ -179,6 +180,11 @@ func (s *server) createInit(c *container, child []*os.File, args []string) (<-ch
 		s.destroyFailed(c)
 		return nil, fmt.Errorf("container %s: pidfd of init %d: %w", c.id, res.Pid, err)
 	}
+	if dir := res.CgroupPaths[""]; s.oom != nil && dir != "" {
+		if c.oom, err = s.oom.watch(dir); err != nil {
+			s.log.Warn("no OOM watch: kills are read at exit only", "id", c.id, "err", err)
+		}
+	}
 	return exit, nil
 }
 
@@ -262,11 +268,7 @@ func (s *server) waitExit(c *container, exit <-chan unix.WaitStatus) {
 	} else {
 		e.ExitCode = ws.ExitStatus()
 	}
-	if n, err := ctr.OOMKillCountAt(c.cgroups); err != nil {
-		s.log.Warn("read oom kill count", "id", c.id, "err", err)
-	} else {
-		e.OOMKilled = n > 0
-	}
+	e.OOMKilled = s.oomKilled(c)
 	// Without a PID namespace of its own the container's other processes outlive init, holding the
 	// output pipes.
 	if c.sharesPID {
@@ -295,6 +297,20 @@ func (s *server) waitExit(c *container, exit <-chan unix.WaitStatus) {
 	close(c.exited)
 	c.closeFiles()
 	s.log.Info("container exited", "id", c.id, "exit_code", e.ExitCode, "signal", e.Signal, "oom_killed", e.OOMKilled)
+}
+
+// oomKilled says whether the kernel OOM-killed a process of the container, read from its cgroup at init's exit or
+// seen earlier by the watch (the cgroup may be gone already, see oomWatch).
+func (s *server) oomKilled(c *container) bool {
+	n, err := ctr.OOMKillCountAt(c.cgroups)
+	if c.oom != nil {
+		s.oom.unwatch(c.oom)
+		return max(n, c.oom.count()) > 0
+	}
+	if err != nil {
+		s.log.Warn("read oom kill count", "id", c.id, "err", err)
+	}
+	return n > 0
 }
 
 // drain waits for the pumps to reach the end of the output; past pumpDrainTimeout the pipes are closed.

@@ -116,6 +116,7 @@ type server struct {
 	// not by the reaper.
 	helpers   *ctr.Runtime
 	reaper    *reaper
+	oom       *oomWatch // cgroup v2 only; nil: OOM kills are read at init's exit only
 	log       *slog.Logger
 	ln        *net.UnixListener
 	pausePid  int
@@ -150,6 +151,11 @@ func newServer(cfg config, log *slog.Logger) (*server, error) {
 		log:        log,
 		containers: make(map[string]*container),
 		startTime:  ctr.ProcessStart(os.Getpid()),
+	}
+	if cgroups.IsCgroup2UnifiedMode() {
+		if s.oom, err = newOOMWatch(); err != nil {
+			log.Warn("no OOM watch: kills are read at exit only", "err", err)
+		}
 	}
 	if cfg.pause {
 		if err := s.startPause(cfg.pauseCommand, cfg.pauseUserNS); err != nil {

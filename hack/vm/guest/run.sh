@@ -8,7 +8,7 @@ share=/share
 out=$share/out
 mkdir -p "$out"
 # shellcheck source=/dev/null
-source "$share/config" # node, recovery, critest, systemd (0/1), critest_args (array)
+source "$share/config" # node, drivers (cgroup drivers to test), recovery, critest, systemd (0/1), critest_args (array)
 
 {
   uname -r >"$out/uname.txt"
@@ -19,44 +19,67 @@ source "$share/config" # node, recovery, critest, systemd (0/1), critest_args (a
     "$([ -d /sys/kernel/security/apparmor ] && echo on || echo off), up $(cut -d' ' -f1 /proc/uptime)s"
 }
 
-export BERTH_PREBUILT=1 BERTH_TOOLS=$share/tools BERTH_TESTBED_DIR=$share/testbed BERTH_CRITEST_OUT=$out
-# systemd is PID 1 here, so "auto" would pick the systemd driver; this bed tests cgroupfs on cgroup v2.
-export BERTH_CGROUP_DRIVER=cgroupfs
+export BERTH_PREBUILT=1 BERTH_TOOLS=$share/tools BERTH_TESTBED_DIR=$share/testbed
 cd "$share/berth" || exit 1
 rc=0
 : >"$out/timings.txt"
 
-if [ "$critest" = 1 ]; then
-  echo "running critest ${critest_args[*]}"
-  t0=$SECONDS
-  hack/critest.sh "${critest_args[@]}" 2>&1 | tee "$out/critest.out"
+# critest_leg DRIVER: critest with berthd's cgroup_driver = DRIVER; reports in out/DRIVER/, the summary line in
+# out/critest-DRIVER.txt.
+critest_leg() {
+  local driver=$1 t0=$SECONDS crc
+  echo "running critest (cgroup driver $driver) ${critest_args[*]}"
+  mkdir -p "$out/$driver"
+  BERTH_CGROUP_DRIVER=$driver BERTH_CRITEST_OUT=$out/$driver hack/critest.sh "${critest_args[@]}" 2>&1 |
+    tee "$out/$driver/critest.out"
   crc=${PIPESTATUS[0]}
-  echo "critest $((SECONDS - t0))s" >>"$out/timings.txt"
-  (grep '^critest: ' "$out/critest.out" || echo "critest: no result (exit $crc)") | tail -1 >"$out/critest-summary.txt"
+  echo "critest-$driver $((SECONDS - t0))s" >>"$out/timings.txt"
+  (grep '^critest: ' "$out/$driver/critest.out" || echo "critest: no result (exit $crc)") | tail -1 >"$out/critest-$driver.txt"
   [ "$crc" -eq 0 ] || rc=1
-fi
+}
 
-if [ "$recovery" = 1 ]; then
-  # Every kill -9 recovery test there is (TestKillRecovery today), the cgroup files of container resources on
-  # this node's cgroup v2, and the AppArmor profile containers run under (this host has no AppArmor). The network GC
-  # test builds its CNI plugins with go, which the VM lacks.
-  echo "running the recovery tests"
-  t0=$SECONDS
-  BERTH_ITEST_BIN=$share/itest/berthd.test hack/integration.sh -test.run 'TestKillRecovery|Recover|TestContainerResourcesInCgroup|TestAppArmorDefaultProfile' -test.v -test.timeout 5m \
-    >"$out/recovery.log" 2>&1
+# recovery_leg DRIVER: every kill -9 recovery test there is (TestKillRecovery today), the cgroup files (and, with
+# systemd, unit properties) of container resources on this node's cgroup v2, and the AppArmor profile containers run
+# under (this host has no AppArmor), with cgroup_driver = DRIVER. The network GC test builds its CNI plugins with go,
+# which the VM lacks. The summary line in out/recovery-DRIVER.txt.
+recovery_leg() {
+  local driver=$1 t0=$SECONDS irc tests log=$out/$driver/recovery.log
+  echo "running the recovery tests (cgroup driver $driver)"
+  mkdir -p "$out/$driver"
+  BERTH_CGROUP_DRIVER=$driver BERTH_ITEST_BIN=$share/itest/berthd.test hack/integration.sh \
+    -test.run 'TestKillRecovery|Recover|TestContainerResourcesInCgroup|TestAppArmorDefaultProfile' -test.v -test.timeout 5m >"$log" 2>&1
   irc=$?
-  echo "recovery $((SECONDS - t0))s" >>"$out/timings.txt"
-  tests=$(sed -nE 's/^--- (PASS|FAIL|SKIP): ([^ ]+) \((.*)\)$/\2 \1 \3/p' "$out/recovery.log" | paste -sd, - | sed 's/,/, /g')
-  if [ "$irc" -eq 0 ] && grep -q '^--- PASS' "$out/recovery.log"; then
-    echo "recovery: passed ($tests)" >"$out/recovery-summary.txt"
+  echo "recovery-$driver $((SECONDS - t0))s" >>"$out/timings.txt"
+  tests=$(sed -nE 's/^--- (PASS|FAIL|SKIP): ([^ ]+) \((.*)\)$/\2 \1 \3/p' "$log" | paste -sd, - | sed 's/,/, /g')
+  if [ "$irc" -eq 0 ] && grep -q '^--- PASS' "$log"; then
+    echo "recovery: passed ($tests)" >"$out/recovery-$driver.txt"
   else
-    echo "recovery: FAILED, exit $irc (${tests:-no test ran})" >"$out/recovery-summary.txt"
-    grep -E -- '--- FAIL|_test.go:[0-9]+:' "$out/recovery.log" | head -20
-    tail -5 "$out/recovery.log"
+    echo "recovery: FAILED, exit $irc (${tests:-no test ran})" >"$out/recovery-$driver.txt"
+    grep -E -- '--- FAIL|_test.go:[0-9]+:' "$log" | head -20
+    tail -5 "$log"
     rc=1
   fi
-  cat "$out/recovery-summary.txt"
-fi
+  cat "$out/recovery-$driver.txt"
+}
+
+# unit_leaks: the berth and kubepods units the legs left loaded (none should be: each pod's slice and scopes go with
+# it). berth.slice, the parent of the slices berth makes for pods without a cgroup_parent, stays, as kubepods.slice
+# does for the kubelet.
+unit_leaks() {
+  local units
+  units=$(systemctl list-units --all --plain --no-legend 'berth*' 'kubepods*' | awk '{print $1}' |
+    grep -vxE 'berth-vm.service|berth.slice')
+  [ -z "$units" ] && return 0
+  echo "leak: systemd units left after the $1 legs: $(echo $units)" | tee -a "$out/unit-leaks.txt"
+  rc=1
+}
+
+# systemd is PID 1 here, so "auto" would pick the systemd driver: each leg names its driver.
+for driver in $drivers; do
+  [ "$critest" = 1 ] && critest_leg "$driver"
+  [ "$recovery" = 1 ] && recovery_leg "$driver"
+  [ "$driver" = systemd ] && unit_leaks "$driver"
+done
 if [ "${systemd:-0}" = 1 ]; then
   echo "running the systemd leg"
   t0=$SECONDS
