@@ -79,6 +79,7 @@ bench:
 lint:
 	$(GO) vet -tags seccomp,grpcnotrace ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) mod tidy -diff
 
 clean:
 	rm -rf bin _output

@@ -12,8 +12,8 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berthcri/berth/internal/errdefs"
-	"github.com/berthcri/berth/oci"
 	"github.com/berthcri/berth/oci/monitor"
+	"github.com/berthcri/berth/oci/specgen"
 )
 
 // CreateContainer creates a container in a ready pod. Like RunPodSandbox it runs detached from the call, so a
@@ -160,14 +160,14 @@ func (s *RuntimeServer) buildContainer(ctx context.Context, id string, podRec po
 		return fmt.Errorf("create container %s: %w", id, err)
 	}
 
-	in := oci.SpecInput{ID: id, Pod: ociPod(pod, podRec.Config), Image: img.Config.Config, Config: containerConfig(cfg), Host: s.opts.Host}
+	in := specgen.SpecInput{ID: id, Pod: ociPod(pod, podRec.Config), Image: img.Config.Config, Config: containerConfig(cfg), Host: s.opts.Host}
 	inheritPodNamespaces(&in.Config, podRec.Config)
 	withImageVolumes(in.Config.Mounts, vols)
-	var sc *oci.LinuxContainerSecurityContext
+	var sc *specgen.LinuxContainerSecurityContext
 	if in.Config.Linux != nil {
 		sc = in.Config.Linux.SecurityContext
 	}
-	user, err := oci.ResolveUser(rootfs, img.Config.Config.User, sc)
+	user, err := specgen.ResolveUser(rootfs, img.Config.Config.User, sc)
 	if err != nil {
 		return fmt.Errorf("create container %s: %w", id, err)
 	}
@@ -177,7 +177,7 @@ func (s *RuntimeServer) buildContainer(ctx context.Context, id string, podRec po
 			return fmt.Errorf("create container %s: %w", id, err)
 		}
 	}
-	spec, err := oci.Spec(in)
+	spec, err := specgen.Spec(in)
 	if err != nil {
 		return fmt.Errorf("create container %s: %w", id, err)
 	}
@@ -233,9 +233,9 @@ func (s *RuntimeServer) targetPIDNS(podID, target string) (string, error) {
 	return "/proc/" + strconv.Itoa(pid) + "/ns/pid", nil
 }
 
-func ociPod(p PodRuntime, cfg *runtimeapi.PodSandboxConfig) oci.Pod {
+func ociPod(p PodRuntime, cfg *runtimeapi.PodSandboxConfig) specgen.Pod {
 	md := cfg.GetMetadata()
-	return oci.Pod{
+	return specgen.Pod{
 		ID: p.ID(), Name: md.GetName(), Namespace: md.GetNamespace(), UID: md.GetUid(),
 		Hostname: cfg.GetHostname(),
 		NetNS:    p.NetNSPath(), IPCNS: p.IPCNSPath(), UTSNS: p.UTSNSPath(), PIDNS: p.PIDNSPath(),
@@ -271,16 +271,16 @@ func containerNameKey(podID string, md *runtimeapi.ContainerMetadata) string {
 
 // inheritPodNamespaces gives a container that names no namespace modes its pod's, and one that names no user
 // namespace options the pod's: the kubelet always sends both, crictl and other clients often send only the pod's.
-func inheritPodNamespaces(c *oci.ContainerConfig, pod *runtimeapi.PodSandboxConfig) {
+func inheritPodNamespaces(c *specgen.ContainerConfig, pod *runtimeapi.PodSandboxConfig) {
 	podNS := pod.GetLinux().GetSecurityContext().GetNamespaceOptions()
 	if podNS == nil {
 		return
 	}
 	if c.Linux == nil {
-		c.Linux = &oci.LinuxContainerConfig{}
+		c.Linux = &specgen.LinuxContainerConfig{}
 	}
 	if c.Linux.SecurityContext == nil {
-		c.Linux.SecurityContext = &oci.LinuxContainerSecurityContext{}
+		c.Linux.SecurityContext = &specgen.LinuxContainerSecurityContext{}
 	}
 	switch opts := c.Linux.SecurityContext.NamespaceOptions; {
 	case opts == nil:

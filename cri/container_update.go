@@ -9,7 +9,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berthcri/berth/internal/errdefs"
-	"github.com/berthcri/berth/oci"
+	"github.com/berthcri/berth/oci/specgen"
 )
 
 // UpdateContainerResources changes a container's cgroup limits (in-place pod resize) and records them, so that
@@ -39,7 +39,7 @@ func (s *RuntimeServer) UpdateContainerResources(ctx context.Context, r *runtime
 	}
 	old := rec.Config.GetLinux().GetResources()
 	merged := mergeResources(old, r.GetLinux())
-	res, err := oci.Resources(resources(merged), s.opts.Host)
+	res, err := specgen.Resources(resources(merged), s.opts.Host)
 	if err != nil {
 		return nil, fmt.Errorf("update container %s: %w", id, err)
 	}
@@ -79,7 +79,7 @@ func (s *RuntimeServer) exitedMeanwhile(id string) bool {
 
 // restoreResources puts the recorded limits back after the new ones could not be recorded.
 func (s *RuntimeServer) restoreResources(ctx context.Context, id string, old *runtimeapi.LinuxContainerResources) {
-	res, err := oci.Resources(resources(old), s.opts.Host)
+	res, err := specgen.Resources(resources(old), s.opts.Host)
 	if err == nil {
 		err = s.opts.Containers.Update(id, res)
 	}

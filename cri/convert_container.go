@@ -3,13 +3,13 @@ package cri
 import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
-	"github.com/berthcri/berth/oci"
+	"github.com/berthcri/berth/oci/specgen"
 )
 
 // containerConfig maps the CRI container config onto oci's mirror types. Image volumes (Mount.image) must have been
 // resolved by the caller into a host path before the spec is generated.
-func containerConfig(c *runtimeapi.ContainerConfig) oci.ContainerConfig {
-	out := oci.ContainerConfig{
+func containerConfig(c *runtimeapi.ContainerConfig) specgen.ContainerConfig {
+	out := specgen.ContainerConfig{
 		Name:       c.GetMetadata().GetName(),
 		Image:      c.GetImage().GetImage(),
 		Command:    c.GetCommand(),
@@ -18,45 +18,45 @@ func containerConfig(c *runtimeapi.ContainerConfig) oci.ContainerConfig {
 		Tty:        c.GetTty(),
 	}
 	for _, e := range c.GetEnvs() {
-		out.Envs = append(out.Envs, oci.KeyValue{Key: e.GetKey(), Value: string(e.GetValue())})
+		out.Envs = append(out.Envs, specgen.KeyValue{Key: e.GetKey(), Value: string(e.GetValue())})
 	}
 	for _, m := range c.GetMounts() {
 		out.Mounts = append(out.Mounts, mount(m))
 	}
 	for _, d := range c.GetDevices() {
-		out.Devices = append(out.Devices, oci.Device{ContainerPath: d.GetContainerPath(), HostPath: d.GetHostPath(), Permissions: d.GetPermissions()})
+		out.Devices = append(out.Devices, specgen.Device{ContainerPath: d.GetContainerPath(), HostPath: d.GetHostPath(), Permissions: d.GetPermissions()})
 	}
 	if l := c.GetLinux(); l != nil {
-		out.Linux = &oci.LinuxContainerConfig{Resources: resources(l.GetResources()), SecurityContext: securityContext(l.GetSecurityContext())}
+		out.Linux = &specgen.LinuxContainerConfig{Resources: resources(l.GetResources()), SecurityContext: securityContext(l.GetSecurityContext())}
 	}
 	return out
 }
 
-func mount(m *runtimeapi.Mount) oci.Mount {
-	return oci.Mount{
+func mount(m *runtimeapi.Mount) specgen.Mount {
+	return specgen.Mount{
 		ContainerPath:     m.GetContainerPath(),
 		HostPath:          m.GetHostPath(),
 		Readonly:          m.GetReadonly(),
 		RecursiveReadOnly: m.GetRecursiveReadOnly(),
-		Propagation:       oci.MountPropagation(m.GetPropagation()),
+		Propagation:       specgen.MountPropagation(m.GetPropagation()),
 		UidMappings:       idMappings(m.GetUidMappings()),
 		GidMappings:       idMappings(m.GetGidMappings()),
 	}
 }
 
-func idMappings(ms []*runtimeapi.IDMapping) []oci.IDMapping {
-	var out []oci.IDMapping
+func idMappings(ms []*runtimeapi.IDMapping) []specgen.IDMapping {
+	var out []specgen.IDMapping
 	for _, m := range ms {
-		out = append(out, oci.IDMapping{HostId: m.GetHostId(), ContainerId: m.GetContainerId(), Length: m.GetLength()})
+		out = append(out, specgen.IDMapping{HostId: m.GetHostId(), ContainerId: m.GetContainerId(), Length: m.GetLength()})
 	}
 	return out
 }
 
-func resources(r *runtimeapi.LinuxContainerResources) *oci.LinuxContainerResources {
+func resources(r *runtimeapi.LinuxContainerResources) *specgen.LinuxContainerResources {
 	if r == nil {
 		return nil
 	}
-	out := &oci.LinuxContainerResources{
+	out := &specgen.LinuxContainerResources{
 		CpuPeriod:              r.GetCpuPeriod(),
 		CpuQuota:               r.GetCpuQuota(),
 		CpuShares:              r.GetCpuShares(),
@@ -68,22 +68,22 @@ func resources(r *runtimeapi.LinuxContainerResources) *oci.LinuxContainerResourc
 		MemorySwapLimitInBytes: r.GetMemorySwapLimitInBytes(),
 	}
 	for _, h := range r.GetHugepageLimits() {
-		out.HugepageLimits = append(out.HugepageLimits, oci.HugepageLimit{PageSize: h.GetPageSize(), Limit: h.GetLimit()})
+		out.HugepageLimits = append(out.HugepageLimits, specgen.HugepageLimit{PageSize: h.GetPageSize(), Limit: h.GetLimit()})
 	}
 	return out
 }
 
-func securityContext(s *runtimeapi.LinuxContainerSecurityContext) *oci.LinuxContainerSecurityContext {
+func securityContext(s *runtimeapi.LinuxContainerSecurityContext) *specgen.LinuxContainerSecurityContext {
 	if s == nil {
 		return nil
 	}
-	out := &oci.LinuxContainerSecurityContext{
+	out := &specgen.LinuxContainerSecurityContext{
 		Privileged:               s.GetPrivileged(),
 		NamespaceOptions:         namespaceOption(s.GetNamespaceOptions()),
 		RunAsUsername:            s.GetRunAsUsername(),
 		ReadonlyRootfs:           s.GetReadonlyRootfs(),
 		SupplementalGroups:       s.GetSupplementalGroups(),
-		SupplementalGroupsPolicy: oci.SupplementalGroupsPolicy(s.GetSupplementalGroupsPolicy()),
+		SupplementalGroupsPolicy: specgen.SupplementalGroupsPolicy(s.GetSupplementalGroupsPolicy()),
 		NoNewPrivs:               s.GetNoNewPrivs(),
 		MaskedPaths:              s.GetMaskedPaths(),
 		ReadonlyPaths:            s.GetReadonlyPaths(),
@@ -93,7 +93,7 @@ func securityContext(s *runtimeapi.LinuxContainerSecurityContext) *oci.LinuxCont
 		SeccompProfilePath:       s.GetSeccompProfilePath(),
 	}
 	if c := s.GetCapabilities(); c != nil {
-		out.Capabilities = &oci.Capability{
+		out.Capabilities = &specgen.Capability{
 			AddCapabilities:        c.GetAddCapabilities(),
 			DropCapabilities:       c.GetDropCapabilities(),
 			AddAmbientCapabilities: c.GetAddAmbientCapabilities(),
@@ -110,29 +110,29 @@ func securityContext(s *runtimeapi.LinuxContainerSecurityContext) *oci.LinuxCont
 	return out
 }
 
-func namespaceOption(n *runtimeapi.NamespaceOption) *oci.NamespaceOption {
+func namespaceOption(n *runtimeapi.NamespaceOption) *specgen.NamespaceOption {
 	if n == nil {
 		return nil
 	}
-	return &oci.NamespaceOption{
-		Network:       oci.NamespaceMode(n.GetNetwork()),
-		Pid:           oci.NamespaceMode(n.GetPid()),
-		Ipc:           oci.NamespaceMode(n.GetIpc()),
+	return &specgen.NamespaceOption{
+		Network:       specgen.NamespaceMode(n.GetNetwork()),
+		Pid:           specgen.NamespaceMode(n.GetPid()),
+		Ipc:           specgen.NamespaceMode(n.GetIpc()),
 		TargetId:      n.GetTargetId(),
 		UsernsOptions: userNamespace(n.GetUsernsOptions()),
 	}
 }
 
-func userNamespace(u *runtimeapi.UserNamespace) *oci.UserNamespace {
+func userNamespace(u *runtimeapi.UserNamespace) *specgen.UserNamespace {
 	if u == nil {
 		return nil
 	}
-	return &oci.UserNamespace{Mode: oci.NamespaceMode(u.GetMode()), Uids: idMappings(u.GetUids()), Gids: idMappings(u.GetGids())}
+	return &specgen.UserNamespace{Mode: specgen.NamespaceMode(u.GetMode()), Uids: idMappings(u.GetUids()), Gids: idMappings(u.GetGids())}
 }
 
-func securityProfile(p *runtimeapi.SecurityProfile) *oci.SecurityProfile {
+func securityProfile(p *runtimeapi.SecurityProfile) *specgen.SecurityProfile {
 	if p == nil {
 		return nil
 	}
-	return &oci.SecurityProfile{ProfileType: oci.ProfileType(p.GetProfileType()), LocalhostRef: p.GetLocalhostRef()}
+	return &specgen.SecurityProfile{ProfileType: specgen.ProfileType(p.GetProfileType()), LocalhostRef: p.GetLocalhostRef()}
 }

@@ -26,9 +26,9 @@ import (
 
 	"github.com/berthcri/berth/image"
 	"github.com/berthcri/berth/internal/errdefs"
-	"github.com/berthcri/berth/oci"
 	"github.com/berthcri/berth/oci/ctr"
 	"github.com/berthcri/berth/oci/monitor"
+	"github.com/berthcri/berth/oci/specgen"
 	"github.com/berthcri/berth/sandbox"
 )
 
@@ -138,7 +138,7 @@ func newTestRuntimeServer(t testing.TB) (*RuntimeServer, *fakeHost) {
 		Images:        fakeImages{h},
 		Sandboxes:     fakeSandboxes{h},
 		Containers:    fakeContainers{h},
-		Host: oci.Host{BoundingCaps: []string{"CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_SYS_ADMIN"},
+		Host: specgen.Host{BoundingCaps: []string{"CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_SYS_ADMIN"},
 			OOMScoreAdjMin: -1000, FS: fakeHostFS{}},
 		Logger: slog.New(slog.DiscardHandler),
 	})
@@ -692,7 +692,9 @@ func (fakeHostFS) AppArmorLoaded(name string) (bool, error) {
 	return strings.HasPrefix(name, "loaded-"), nil
 }
 
-func (fakeHostFS) MountPoint(string) (oci.MountPoint, error) { return oci.MountPoint{Path: "/"}, nil }
+func (fakeHostFS) MountPoint(string) (specgen.MountPoint, error) {
+	return specgen.MountPoint{Path: "/"}, nil
+}
 
 var fakeDevices = []specs.LinuxDevice{{Path: "/dev/null", Type: "c", Major: 1, Minor: 3}, {Path: "/dev/fuse", Type: "c", Major: 10, Minor: 229}}
 

@@ -11,7 +11,7 @@ import (
 
 	"github.com/berthcri/berth/image"
 	"github.com/berthcri/berth/internal/errdefs"
-	"github.com/berthcri/berth/oci"
+	"github.com/berthcri/berth/oci/specgen"
 )
 
 // imageVolume is a CRI mount whose image field names an image (KEP-4639): that image's filesystem, or its
@@ -114,7 +114,7 @@ func statusMounts(rec containerRecord) []*runtimeapi.Mount {
 }
 
 // withImageVolumes points the oci mounts of image volumes at their host mounts.
-func withImageVolumes(mounts []oci.Mount, vols []imageVolume) {
+func withImageVolumes(mounts []specgen.Mount, vols []imageVolume) {
 	for _, v := range vols {
 		mounts[v.Index].HostPath, mounts[v.Index].Readonly = v.Path, true
 	}

@@ -14,7 +14,7 @@ import (
 
 	"github.com/berthcri/berth/internal/keylock"
 	"github.com/berthcri/berth/internal/store"
-	"github.com/berthcri/berth/oci"
+	"github.com/berthcri/berth/oci/specgen"
 )
 
 // RuntimeOptions is what the runtime service needs from the daemon.
@@ -29,8 +29,8 @@ type RuntimeOptions struct {
 	RootDir    string // records live in <root>/pods and <root>/containers, writable layers in <root>/containers/<id>
 	Images     Images
 	Sandboxes  Sandboxes
-	Containers Containers // state, signals and stats from libcontainer's state; exec and updates in helpers
-	Host       oci.Host   // facts about this machine for spec generation (OOM floor already applied)
+	Containers Containers   // state, signals and stats from libcontainer's state; exec and updates in helpers
+	Host       specgen.Host // facts about this machine for spec generation (OOM floor already applied)
 	// AppArmor keeps Host.AppArmorDefaultProfile loaded (oci/apparmor.Default); nil when there is none.
 	AppArmor AppArmorDefault
 	// AppArmorNote says, for Status, why a host with AppArmor has no default profile ("" when it has one).

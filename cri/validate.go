@@ -12,7 +12,7 @@ import (
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berthcri/berth/internal/errdefs"
-	"github.com/berthcri/berth/oci"
+	"github.com/berthcri/berth/oci/specgen"
 )
 
 // Every client string that becomes a path, a mount target, a cgroup name, a hostname, a sysctl, a CNI argument or a
@@ -165,11 +165,11 @@ func validatePodConfig(cfg *runtimeapi.PodSandboxConfig) error {
 		}
 	}
 	ns := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
-	if err := oci.ValidateSysctls(cfg.GetLinux().GetSysctls(), ns.GetNetwork() == runtimeapi.NamespaceMode_NODE,
+	if err := specgen.ValidateSysctls(cfg.GetLinux().GetSysctls(), ns.GetNetwork() == runtimeapi.NamespaceMode_NODE,
 		ns.GetIpc() == runtimeapi.NamespaceMode_NODE); err != nil {
 		return err
 	}
-	return oci.ValidateUserNamespace(userNamespace(ns.GetUsernsOptions()))
+	return specgen.ValidateUserNamespace(userNamespace(ns.GetUsernsOptions()))
 }
 
 // validateContainerConfig checks a container config against its pod's before anything is acquired or made.

@@ -6,8 +6,8 @@ import (
 	"os/exec"
 
 	"github.com/berthcri/berth/cri"
-	"github.com/berthcri/berth/oci"
 	"github.com/berthcri/berth/oci/apparmor"
+	"github.com/berthcri/berth/oci/specgen"
 )
 
 // parserPaths are where Debian, Ubuntu and SUSE put apparmor_parser, for a PATH without the sbin dirs.
@@ -18,7 +18,7 @@ var parserPaths = []string{"apparmor_parser", "/usr/sbin/apparmor_parser", "/sbi
 // a default profile, said in the log and in Status (the note): a node lacking a userspace tool keeps running
 // pods. A profile that fails to load here is loaded again when a container needs it, and that container fails
 // if it still cannot be.
-func defaultAppArmor(ctx context.Context, host *oci.Host, stateDir string, log *slog.Logger) (cri.AppArmorDefault, string) {
+func defaultAppArmor(ctx context.Context, host *specgen.Host, stateDir string, log *slog.Logger) (cri.AppArmorDefault, string) {
 	if !host.AppArmor {
 		return nil, ""
 	}

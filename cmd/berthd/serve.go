@@ -31,9 +31,9 @@ import (
 	"github.com/berthcri/berth/internal/privdir"
 	"github.com/berthcri/berth/internal/sdnotify"
 	"github.com/berthcri/berth/internal/version"
-	"github.com/berthcri/berth/oci"
 	"github.com/berthcri/berth/oci/ctr"
 	"github.com/berthcri/berth/oci/monitor"
+	"github.com/berthcri/berth/oci/specgen"
 	"github.com/berthcri/berth/sandbox"
 )
 
@@ -183,7 +183,7 @@ func cgroupVersion() string {
 // usernsGID is the group that may traverse the shared state dirs, 0 for none.
 func newRuntime(ctx context.Context, cfg config.Config, usernsGID int, images *image.Service, network *cni.Network, log *slog.Logger) (*cri.RuntimeServer, error) {
 	driver := cgroupDriver(cfg.CgroupDriver)
-	host, err := oci.SystemHost()
+	host, err := specgen.SystemHost()
 	if err != nil {
 		return nil, err
 	}

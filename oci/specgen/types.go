@@ -5,7 +5,7 @@
 // The input types mirror the CRI messages (k8s.io/cri-api runtime/v1) field by field, with the generated Go
 // names, so cri/ maps them one to one; enum values have the proto's numbers. Fields the spec does not depend on
 // (labels, annotations, log path, stdin, selinux options) are left out.
-package oci
+package specgen
 
 import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"

@@ -1,4 +1,4 @@
-package oci
+package specgen
 
 import (
 	"errors"
@@ -19,7 +19,7 @@ const rootfsPath = "rootfs"
 // when the host cannot do what is asked) that name the CRI field.
 func Spec(in SpecInput) (*specs.Spec, error) {
 	if in.User == nil {
-		return nil, errors.New("oci: SpecInput.User not set (use ResolveUser)")
+		return nil, errors.New("specgen: SpecInput.User not set (use ResolveUser)")
 	}
 	sc := &LinuxContainerSecurityContext{}
 	var res *LinuxContainerResources

@@ -1,4 +1,4 @@
-package oci
+package specgen
 
 import (
 	"github.com/opencontainers/runtime-spec/specs-go"
