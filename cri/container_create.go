@@ -181,6 +181,9 @@ func (s *RuntimeServer) buildContainer(ctx context.Context, id string, podRec po
 	if err != nil {
 		return fmt.Errorf("create container %s: %w", id, err)
 	}
+	if err := s.injectCDI(ctx, spec, cfg); err != nil {
+		return fmt.Errorf("create container %s: %w", id, err)
+	}
 	if err := s.ensureAppArmor(ctx, spec.Process.ApparmorProfile); err != nil {
 		return fmt.Errorf("create container %s: %w", id, err)
 	}
