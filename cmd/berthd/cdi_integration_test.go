@@ -34,7 +34,7 @@ func cdiSpec(mntDir, hookDir string) string {
       "mounts": [{"hostPath": %q, "containerPath": "/cdi-mnt", "options": ["ro", "bind"]}],
       "env": ["BERTH_CDI_FULL=yes"],
       "additionalGids": [4242],
-      "hooks": [%s, %s, %s, %s, %s]}},
+      "hooks": [%s, %s, %s, %s, %s, %s]}},
     {"name": "ctl", "containerEdits": {
       "deviceNodes": [{"path": "/dev/berth-cdi-ctl", "hostPath": "/dev/loop-control", "permissions": "r"}]}}
   ]
@@ -42,7 +42,8 @@ func cdiSpec(mntDir, hookDir string) string {
 		hook("createContainer", filepath.Join(hookDir, "createContainer")),
 		hook("startContainer", "/tmp/startContainer"), // runs in the container
 		hook("poststart", filepath.Join(hookDir, "poststart")),
-		hook("prestart", filepath.Join(hookDir, "prestart")))
+		hook("prestart", filepath.Join(hookDir, "prestart")),
+		hook("poststop", filepath.Join(hookDir, "poststop")))
 }
 
 // TestCDIDevices runs real containers with CDI devices from spec files in the daemon's spec dirs: through
@@ -129,12 +130,26 @@ func TestCDIDevices(t *testing.T) {
 		expect(t, id, "echo $BERTH_CDI_SPEC $BERTH_CDI_NULL $BERTH_CDI_FULL", "1 yes yes")
 		expect(t, id, "id -G | tr ' ' '\\n' | grep -x 4242", "4242")
 		expect(t, id, "grep -c '\"id\"' /tmp/startContainer", "1")
-		for _, hook := range []string{"prestart", "createRuntime", "createContainer", "poststart"} {
-			b, err := os.ReadFile(filepath.Join(hookDir, hook))
-			if err != nil || !strings.Contains(string(b), id) {
-				t.Errorf("%s hook: state %q (%v), want the container's OCI state", hook, b, err)
+		checkHooks := func(hooks ...string) {
+			t.Helper()
+			for _, hook := range hooks {
+				b, err := os.ReadFile(filepath.Join(hookDir, hook))
+				if err != nil || !strings.Contains(string(b), id) {
+					t.Errorf("%s hook: state %q (%v), want the container's OCI state", hook, b, err)
+				}
 			}
 		}
+		checkHooks("prestart", "createRuntime", "createContainer", "poststart")
+		if _, err := os.Stat(filepath.Join(hookDir, "poststop")); err == nil {
+			t.Error("poststop hook ran before the container was removed")
+		}
+		if _, err := rt.StopContainer(ctx(t), &runtimeapi.StopContainerRequest{ContainerId: id}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := rt.RemoveContainer(ctx(t), &runtimeapi.RemoveContainerRequest{ContainerId: id}); err != nil {
+			t.Fatal(err)
+		}
+		checkHooks("poststop")
 	})
 
 	// Outside runc's default devices (null, zero, full, tty, random, urandom, ptmx), only the spec's cgroup rule
