@@ -75,8 +75,10 @@ func (r *Registry) Inject(spec *specs.Spec, devices []string) error {
 	// In auto-refresh mode this only rescans when a watch was restored (a directory appeared); its error is the
 	// spec files' load errors, which logErrors reports by file.
 	_ = r.cache.Refresh()
-	broken := r.logErrors()
 	unresolved, err := r.cache.InjectDevices(spec, devices...)
+	// After the lookup, so that the files named below are those of the state it saw, unless the watch refreshed the
+	// cache in between; the log then catches up at the next call.
+	broken := r.logErrors()
 	if len(unresolved) > 0 {
 		msg := fmt.Sprintf("CDI device %s: not defined by any spec in %s", quoted(unresolved), strings.Join(r.dirs, ", "))
 		if len(broken) > 0 {
