@@ -67,6 +67,7 @@ func (f fakeCDI) Inject(spec *specs.Spec, devices []string) error {
 			return errdefs.NotFound("CDI device", d)
 		}
 		spec.Process.Env = append(spec.Process.Env, env)
+		spec.Process.User.AdditionalGids = append(spec.Process.User.AdditionalGids, uint32(4200+len(env)))
 	}
 	return nil
 }
@@ -99,6 +100,14 @@ func TestFakeCreateContainerCDI(t *testing.T) {
 			if !slices.Contains(spec.Process.Env, e) {
 				t.Errorf("spec env %q lacks %q", spec.Process.Env, e)
 			}
+		}
+		// The GIDs CDI added are the process's, so ContainerStatus reports them.
+		st, err := s.ContainerStatus(context.Background(), &runtimeapi.ContainerStatusRequest{ContainerId: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if groups := st.GetStatus().GetUser().GetLinux().GetSupplementalGroups(); !slices.Contains(groups, 4207) {
+			t.Errorf("status supplemental groups %v lack the CDI device's 4207", groups)
 		}
 	})
 	cases := map[string]struct {
