@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -129,6 +130,9 @@ func TestCDIDevices(t *testing.T) {
 		expect(t, id, "touch /cdi-mnt/x 2>/dev/null && echo rw || echo ro", "ro")
 		expect(t, id, "echo $BERTH_CDI_SPEC $BERTH_CDI_NULL $BERTH_CDI_FULL", "1 yes yes")
 		expect(t, id, "id -G | tr ' ' '\\n' | grep -x 4242", "4242")
+		if groups := containerState(t, rt, id).GetUser().GetLinux().GetSupplementalGroups(); !slices.Contains(groups, 4242) {
+			t.Errorf("ContainerStatus supplemental groups %v lack the spec's 4242", groups)
+		}
 		expect(t, id, "grep -c '\"id\"' /tmp/startContainer", "1")
 		checkHooks := func(hooks ...string) {
 			t.Helper()
