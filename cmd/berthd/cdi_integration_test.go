@@ -77,7 +77,7 @@ func TestCDIDevices(t *testing.T) {
 
 	// After the pod is removed and berthd stopped (cleanups run last first), when its log is complete.
 	t.Cleanup(func() {
-		if log := d.log.String(); !strings.Contains(log, "CDI spec file ignored") || !strings.Contains(log, filepath.Join(etcDir, "broken.yaml")) {
+		if log := d.log.String(); !strings.Contains(log, "CDI spec file has errors") || !strings.Contains(log, filepath.Join(etcDir, "broken.yaml")) {
 			t.Errorf("berthd's log does not name the broken spec file:\n%s", log)
 		}
 	})

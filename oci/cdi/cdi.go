@@ -16,6 +16,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"maps"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -54,9 +55,14 @@ type Registry struct {
 func New(dirs []string, log *slog.Logger) *Registry {
 	// NewCache's error is always nil (kept for API compatibility); load errors are per file, from GetErrors.
 	cache, _ := cdilib.NewCache(cdilib.WithSpecDirs(dirs...), cdilib.WithAutoRefresh(true))
-	r := &Registry{cache: cache, dirs: slices.Clone(dirs), log: log, logged: map[string]string{}}
+	// Cleaned as the library keys its directory errors.
+	clean := make([]string, len(dirs))
+	for i, d := range dirs {
+		clean[i] = filepath.Clean(d)
+	}
+	r := &Registry{cache: cache, dirs: clean, log: log, logged: map[string]string{}}
 	r.logErrors()
-	log.Info("CDI spec dirs read", "dirs", dirs, "devices", cache.ListDevices())
+	log.Info("CDI spec dirs read", "dirs", clean, "devices", cache.ListDevices())
 	return r
 }
 
@@ -120,11 +126,12 @@ func (r *Registry) logErrors() []string {
 			r.log.Log(context.Background(), level, "CDI spec dir not watched", "dir", path, "err", now[path])
 			continue
 		}
-		r.log.Warn("CDI spec file ignored: its devices are unavailable", "file", path, "err", now[path])
+		// A file that fails to load is skipped whole; a conflict drops only the device both files define.
+		r.log.Warn("CDI spec file has errors", "file", path, "err", now[path])
 	}
 	for path := range r.logged {
 		if _, ok := now[path]; !ok && !slices.Contains(r.dirs, path) {
-			r.log.Info("CDI spec file loads again", "file", path)
+			r.log.Info("CDI spec file errors cleared (fixed or removed)", "file", path)
 		}
 	}
 	r.logged = now
