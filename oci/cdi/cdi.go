@@ -99,7 +99,7 @@ func (r *Registry) Inject(spec *specs.Spec, devices []string) error {
 }
 
 // logErrors logs each spec file (or directory) whose load error is new or changed since the last call, and each
-// that loads again, so that a broken file is reported once rather than on every container. It returns the spec files
+// whose errors cleared, so that a broken file is reported once rather than on every container. It returns the spec files
 // that currently fail to load.
 func (r *Registry) logErrors() []string {
 	now := map[string]string{}
