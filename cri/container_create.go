@@ -181,6 +181,9 @@ func (s *RuntimeServer) buildContainer(ctx context.Context, id string, podRec po
 	if err != nil {
 		return fmt.Errorf("create container %s: %w", id, err)
 	}
+	if err := s.injectCDI(ctx, spec, cfg); err != nil {
+		return fmt.Errorf("create container %s: %w", id, err)
+	}
 	if err := s.ensureAppArmor(ctx, spec.Process.ApparmorProfile); err != nil {
 		return fmt.Errorf("create container %s: %w", id, err)
 	}
@@ -199,8 +202,9 @@ func (s *RuntimeServer) buildContainer(ctx context.Context, id string, podRec po
 		return fmt.Errorf("create container %s: watch exit: %w", id, err)
 	}
 
-	groups := make([]int64, 0, len(user.AdditionalGids))
-	for _, g := range user.AdditionalGids {
+	// The spec's groups, not user's: CDI devices may have added some.
+	groups := make([]int64, 0, len(spec.Process.User.AdditionalGids))
+	for _, g := range spec.Process.User.AdditionalGids {
 		groups = append(groups, int64(g))
 	}
 	if _, err := s.containers.Update(id, func(c *containerRecord) error {

@@ -91,7 +91,9 @@ func serve(cfg config.Config) error {
 		return fmt.Errorf("pod network: %w", err)
 	}
 	defer network.Close()
-	runtimeSrv, err := newRuntime(ctx, cfg, gid, images, network, log)
+	devices, stopCDI := cdiRegistry(cfg.CDI, log)
+	defer stopCDI()
+	runtimeSrv, err := newRuntime(ctx, cfg, gid, images, network, devices, log)
 	if err != nil {
 		return err
 	}
@@ -181,7 +183,7 @@ func cgroupVersion() string {
 
 // newRuntime builds the runtime service over sandbox/ and oci/ and reconciles it with the host.
 // usernsGID is the group that may traverse the shared state dirs, 0 for none.
-func newRuntime(ctx context.Context, cfg config.Config, usernsGID int, images *image.Service, network *cni.Network, log *slog.Logger) (*cri.RuntimeServer, error) {
+func newRuntime(ctx context.Context, cfg config.Config, usernsGID int, images *image.Service, network *cni.Network, devices cri.CDIDevices, log *slog.Logger) (*cri.RuntimeServer, error) {
 	driver := cgroupDriver(cfg.CgroupDriver)
 	host, err := specgen.SystemHost()
 	if err != nil {
@@ -218,6 +220,7 @@ func newRuntime(ctx context.Context, cfg config.Config, usernsGID int, images *i
 		Host:          host,
 		AppArmor:      appArmor,
 		AppArmorNote:  appArmorNote,
+		CDI:           devices,
 		Logger:        log,
 	})
 	if err != nil {

@@ -47,6 +47,7 @@ type Config struct {
 	Registry RegistryConfig `toml:"registry"`
 	Stream   StreamConfig   `toml:"stream"`
 	Metrics  MetricsConfig  `toml:"metrics"`
+	CDI      CDIConfig      `toml:"cdi"`
 }
 
 type LogConfig struct {
@@ -95,6 +96,13 @@ type StreamConfig struct {
 type MetricsConfig struct {
 	Address string `toml:"address"` // host:port of the Prometheus endpoint; empty turns it off
 	Pprof   bool   `toml:"pprof"`   // also serve /debug/pprof on that address
+}
+
+// CDIConfig is where CDI (Container Device Interface) specs are read from; oci/cdi watches these directories.
+type CDIConfig struct {
+	Enabled bool `toml:"enabled"`
+	// SpecDirs are read in order; a device defined in a later directory overrides the same name in an earlier one.
+	SpecDirs []string `toml:"spec_dirs"`
 }
 
 // Duration is a time.Duration written in TOML as a string such as "5m" or "1h30m".
@@ -193,6 +201,8 @@ func Default() Config {
 			MaxUnpackedSize: 64 << 30,
 		},
 		Stream: StreamConfig{Address: "127.0.0.1"},
+		// containerd 2.x and CRI-O read CDI specs by default, from these two directories.
+		CDI: CDIConfig{Enabled: true, SpecDirs: []string{"/etc/cdi", "/var/run/cdi"}},
 	}
 }
 

@@ -65,6 +65,8 @@ func TestDefault(t *testing.T) {
 		"stream.port":                       {d.Stream.Port, 0},
 		"metrics.address":                   {d.Metrics.Address, ""},
 		"metrics.pprof":                     {d.Metrics.Pprof, false},
+		"cdi.enabled":                       {d.CDI.Enabled, true},
+		"cdi.spec_dirs":                     {d.CDI.SpecDirs, []string{"/etc/cdi", "/var/run/cdi"}},
 	}
 	for key, c := range checks {
 		if !reflect.DeepEqual(c.got, c.want) {
@@ -200,6 +202,11 @@ func TestLoadErrors(t *testing.T) {
 		"metrics no port":  {dropIn: "[metrics]\naddress = \"127.0.0.1\"", want: []string{"metrics.address:", "want host:port"}},
 		"metrics bad port": {dropIn: "[metrics]\naddress = \"127.0.0.1:http\"", want: []string{"metrics.address:", `port "http"`}},
 		"pprof alone":      {dropIn: "[metrics]\npprof = true", want: []string{"metrics.pprof: set without metrics.address"}},
+		"cdi relative dir": {dropIn: "[cdi]\nspec_dirs = [\"/etc/cdi\", \"cdi\"]", want: []string{"50-x.toml: cdi.spec_dirs[1]:", `"cdi" is not an absolute path`}},
+		"cdi duplicate dir": {dropIn: "[cdi]\nspec_dirs = [\"/etc/cdi\", \"/var/run/cdi\", \"/etc/cdi/\"]",
+			want: []string{"cdi.spec_dirs[2]:", `"/etc/cdi/" is already spec_dirs[0]`}},
+		"cdi no dirs":           {dropIn: "[cdi]\nspec_dirs = []", want: []string{"cdi.spec_dirs: empty; set cdi.enabled = false"}},
+		"cdi off still checked": {dropIn: "[cdi]\nenabled = false\nspec_dirs = [\"rel\"]", want: []string{"cdi.spec_dirs[0]:", "not an absolute path"}},
 		"every failure reported": {dropIn: "root_dir = \"a\"\n[log]\nlevel = \"x\"",
 			want: []string{"root_dir:", "log.level:"}},
 	}
@@ -244,6 +251,9 @@ port = 10010
 [metrics]
 address = ":9090"
 pprof = true
+[cdi]
+enabled = false
+spec_dirs = []
 `})
 	if _, err := Load(filepath.Join(dir, "berth.toml"), ""); err != nil {
 		t.Fatal(err)
@@ -271,6 +281,7 @@ func TestTOMLRoundTrip(t *testing.T) {
 	}
 	full.Stream = StreamConfig{Address: "0.0.0.0", Port: 10010, TLSCert: "/etc/hostname", TLSKey: "/etc/hostname"}
 	full.Metrics = MetricsConfig{Address: "127.0.0.1:9090", Pprof: true}
+	full.CDI = CDIConfig{Enabled: false, SpecDirs: []string{"/opt/cdi"}}
 
 	for name, c := range map[string]Config{"default": Default(), "every key set": full} {
 		t.Run(name, func(t *testing.T) {

@@ -132,6 +132,7 @@ func (c *Config) Validate() error {
 
 	v.stream(c.Stream)
 	v.metrics(c.Metrics)
+	v.cdi(c.CDI)
 	return errors.Join(v.errs...)
 }
 
@@ -200,6 +201,24 @@ func (v *validator) metrics(m MetricsConfig) {
 	}
 	if err := checkHostPort(m.Address, true); err != nil {
 		v.fail(toml.Key{"metrics", "address"}, -1, "%q: %v (want host:port)", m.Address, err)
+	}
+}
+
+// cdi checks the spec dirs even when CDI is off, so that turning it on cannot reveal a typo.
+func (v *validator) cdi(c CDIConfig) {
+	key := toml.Key{"cdi", "spec_dirs"}
+	if c.Enabled && len(c.SpecDirs) == 0 {
+		v.fail(key, -1, "empty; set cdi.enabled = false to turn CDI off")
+	}
+	seen := map[string]int{}
+	for i, d := range c.SpecDirs {
+		v.absPath(key, i, d)
+		clean := filepath.Clean(d)
+		if j, ok := seen[clean]; ok {
+			v.fail(key, i, "%q is already spec_dirs[%d]", d, j)
+			continue
+		}
+		seen[clean] = i
 	}
 }
 
