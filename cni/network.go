@@ -226,4 +226,3 @@ func isNetNS(path string) bool {
 	var st unix.Statfs_t
 	return path != "" && unix.Statfs(path, &st) == nil && st.Type == unix.NSFS_MAGIC
 }
-
