@@ -13,8 +13,9 @@ import (
 // failing command.
 const MessageSize = 4 << 10
 
-// Buffer is an io.Writer that keeps the last Max bytes written to it; it never fails. Like a bytes.Buffer it is
-// not safe for concurrent writers: give exec.Cmd the same *Buffer as Stdout and Stderr and it writes one at a time.
+// Buffer is an io.Writer that keeps the last bytes written to it, as many as New was given; it never fails. Like a
+// bytes.Buffer it is not safe for concurrent writers: give exec.Cmd the same *Buffer as Stdout and Stderr and it
+// writes one at a time.
 type Buffer struct {
 	max     int
 	b       []byte
