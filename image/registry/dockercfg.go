@@ -135,12 +135,15 @@ func runHelper(ctx context.Context, name, server string) (*Auth, error) {
 	bin := "docker-credential-" + name
 	cmd := exec.CommandContext(ctx, bin, "get")
 	cmd.Stdin = strings.NewReader(server)
-	var out limitedBuffer
-	out.max = maxHelperOutput
-	cmd.Stdout, cmd.Stderr = &out, &out
+	out := limitedBuffer{max: maxHelperOutput, full: cancel}
+	cmd.Stdout, cmd.Stderr = &out, &out // one writer: exec calls it from one goroutine at a time
 	cmd.WaitDelay = time.Second
 	err := cmd.Run()
 	text := bytes.TrimSpace(out.buf.Bytes())
+	if out.truncated {
+		return nil, fmt.Errorf("%s get %s: more than %d bytes of output: %w", bin, server, maxHelperOutput,
+			errdefs.ErrUnauthenticated)
+	}
 	if err != nil {
 		if strings.Contains(string(text), helperNotFound) {
 			return nil, nil
@@ -153,10 +156,6 @@ func runHelper(ctx context.Context, name, server string) (*Auth, error) {
 			return nil, fmt.Errorf("%s get %s: %v: %q: %w", bin, server, err, firstLine(text), errdefs.ErrUnauthenticated)
 		}
 		return nil, fmt.Errorf("%s get %s: %v: %w", bin, server, err, errdefs.ErrFailedPrecondition)
-	}
-	if out.truncated {
-		return nil, fmt.Errorf("%s get %s: more than %d bytes of output: %w", bin, server, maxHelperOutput,
-			errdefs.ErrUnauthenticated)
 	}
 	var resp struct {
 		Username string `json:"Username"`
@@ -179,16 +178,21 @@ func firstLine(b []byte) string {
 	return s
 }
 
-// limitedBuffer keeps the first max bytes written and drops the rest, so that a runaway helper cannot grow berthd.
+// limitedBuffer keeps the first max bytes written; past them it calls full (which kills the helper) and drops the
+// rest, so that a runaway helper can neither grow berthd nor hold the pull until the timeout.
 type limitedBuffer struct {
 	buf       bytes.Buffer
 	max       int
+	full      func()
 	truncated bool
 }
 
 func (b *limitedBuffer) Write(p []byte) (int, error) {
 	if room := b.max - b.buf.Len(); room < len(p) {
-		b.truncated = true
+		if !b.truncated {
+			b.truncated = true
+			b.full()
+		}
 		b.buf.Write(p[:max(room, 0)])
 		return len(p), nil
 	}

@@ -76,7 +76,7 @@ func TestEndpoints(t *testing.T) {
 			want: []Endpoint{
 				{Host: "127.0.0.1:5000", Scheme: "http", Path: "/v2", Mirror: true, Capabilities: all, Source: "berth.toml"},
 				{Host: "mirror.example:8443", Scheme: "https", Path: "/v2", Mirror: true, Capabilities: all,
-					TLS: TLS{CAFiles: []string{"/mirror.pem"}, Clients: [][2]string{{"/c.pem", "/k.pem"}}},
+					TLS:    TLS{CAFiles: []string{"/mirror.pem"}, Clients: [][2]string{{"/c.pem", "/k.pem"}}},
 					Source: "berth.toml", creds: mirrorEntry},
 			},
 		},

@@ -106,9 +106,6 @@ func parseHostsFile(file string, b []byte) ([]Endpoint, error) {
 		return nil, fmt.Errorf("%s: %v: %w", file, err, errdefs.ErrInvalidArgument)
 	}
 	for _, k := range md.Undecoded() {
-		if len(k) >= 3 && k[0] == "host" && k[2] == "header" || len(k) >= 1 && k[0] == "header" {
-			continue // header values are read from the map
-		}
 		return nil, fmt.Errorf("%s: %s: unknown key: %w", file, k, errdefs.ErrInvalidArgument)
 	}
 	var order []string
