@@ -58,6 +58,31 @@ func (c *Client) credentials(ctx context.Context, ep Endpoint, a *Auth) (authn.A
 	return authn.Anonymous, nil
 }
 
+// CredentialSource says where ep's credential comes from when the pull sends none of its own, without running a
+// helper: for `berthd config endpoints`.
+func (c *Client) CredentialSource(ep Endpoint) string {
+	if hasCredentials(ep.creds) {
+		return "berth.toml"
+	}
+	if d := c.docker; d != nil {
+		key := canonicalHost(ep.Host)
+		helper := d.credHelpers[key]
+		if helper == "" {
+			helper = d.credsStore
+		}
+		_, auths := d.auths[key]
+		switch {
+		case helper != "" && auths:
+			return "docker-credential-" + helper + ", else " + d.file + " auths"
+		case helper != "":
+			return "docker-credential-" + helper
+		case auths:
+			return d.file + " auths"
+		}
+	}
+	return "anonymous"
+}
+
 func fromAuth(host string, a *Auth) (authn.Authenticator, error) {
 	cfg, err := authConfig(a.Username, a.Password, a.Auth, a.IdentityToken)
 	if err != nil {

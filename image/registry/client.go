@@ -8,8 +8,10 @@ package registry
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -86,6 +88,14 @@ func (c *Client) Endpoints(domain string) ([]Endpoint, error) { return c.hosts.E
 
 // Hosts lists the hosts configured in berth.toml and the certs.d dir.
 func (c *Client) Hosts() []string { return c.hosts.hostNames() }
+
+// Fingerprint identifies everything a pull from host would use (endpoints, TLS settings, berth.toml credentials),
+// so that a reload can tell which hosts changed; it reveals nothing of the credentials.
+func (c *Client) Fingerprint(host string) string {
+	eps, err := c.Endpoints(host)
+	sum := sha256.Sum256(fmt.Appendf(nil, "%+v %v", eps, err))
+	return hex.EncodeToString(sum[:8])
+}
 
 // Close drops the client's idle connections; pulls still using it finish.
 func (c *Client) Close() {
