@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -62,7 +63,25 @@ type daemon struct {
 	dir, config, socket string
 	env                 []string // added to the test's environment
 	cmd                 *exec.Cmd
-	log                 *bytes.Buffer
+	log                 *syncBuffer
+}
+
+// syncBuffer is berthd's output, safe to read while berthd writes it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func newDaemon(t *testing.T, extraConfig string) *daemon {
@@ -102,7 +121,7 @@ func needImages(t *testing.T) {
 
 func (d *daemon) start(t *testing.T) {
 	t.Helper()
-	d.log = &bytes.Buffer{}
+	d.log = &syncBuffer{}
 	d.cmd = exec.Command(berthdBin, "--config", d.config)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	d.cmd.Env = append(os.Environ(), d.env...)
