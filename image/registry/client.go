@@ -51,7 +51,7 @@ type Client struct {
 // and the key, rather than at the first pull. A host configured both in berth.toml and in the certs.d dir is
 // refused: which of the two applies would be a guess.
 func Load(cfg config.RegistryConfig, log *slog.Logger) (*Client, error) {
-	dir, err := loadHostsDir(cfg.ConfigPath)
+	dir, err := loadHostsDirs(cfg.ConfigPath)
 	if err != nil {
 		return nil, err
 	}

@@ -41,6 +41,27 @@ type hostsFile struct {
 	Host map[string]hostsFileEntry `toml:"host"`
 }
 
+// loadHostsDirs reads the certs.d dirs of registry.config_path, a colon-separated list as containerd's: for each
+// host the first dir that has it wins.
+func loadHostsDirs(paths string) (map[string]hostDir, error) {
+	out := map[string]hostDir{}
+	if paths == "" {
+		return out, nil
+	}
+	for _, dir := range strings.Split(paths, ":") {
+		d, err := loadHostsDir(dir)
+		if err != nil {
+			return nil, err
+		}
+		for host, hd := range d {
+			if _, ok := out[host]; !ok {
+				out[host] = hd
+			}
+		}
+	}
+	return out, nil
+}
+
 // loadHostsDir reads every host dir of a certs.d directory: <dir>/<host>/hosts.toml, or, without one, docker's
 // cert files in <dir>/<host> (*.crt CA bundles, *.cert client certificates with their *.key). A host with a port is
 // <host>_<port>_ or <host>:<port>; where both exist the first wins, as in containerd. A missing dir is none.

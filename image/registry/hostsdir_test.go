@@ -214,3 +214,20 @@ func TestLoadRefusals(t *testing.T) {
 		t.Errorf("err = %v, want InvalidArgument", err)
 	}
 }
+
+// registry.config_path may list dirs, as containerd's: for each host the first dir that has it wins.
+func TestHostsDirs(t *testing.T) {
+	a, b := t.TempDir(), t.TempDir()
+	writeTree(t, a, map[string]string{"r.example/hosts.toml": `server = "https://from-a.example"`})
+	writeTree(t, b, map[string]string{"r.example/hosts.toml": `server = "https://from-b.example"`, "q.example/ca.crt": ""})
+	d, err := loadHostsDirs(a + ":" + filepath.Join(a, "missing") + ":" + b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := d["r.example"].eps[0].Host; got != "from-a.example" {
+		t.Errorf("r.example from %s, want the first dir's", got)
+	}
+	if got := d["q.example"].source; got != filepath.Join(b, "q.example") {
+		t.Errorf("q.example from %q, want the second dir", got)
+	}
+}

@@ -69,7 +69,8 @@ type RegistryConfig struct {
 	MaxConfigSize   Size `toml:"max_config_size"`   // the image config
 	MaxUnpackedSize Size `toml:"max_unpacked_size"` // all a pull unpacks: its layers' tar streams and sparse holes
 	// ConfigPath is a containerd-style certs.d directory (<dir>/<host>/hosts.toml, or docker's *.crt, *.cert and
-	// *.key files), read at start and on SIGHUP; empty reads none. A host may be configured here or in Hosts, not both.
+	// *.key files), or a colon-separated list of them (the first that has a host wins), read at start and on SIGHUP;
+	// empty reads none. A host may be configured here or in Hosts, not both.
 	ConfigPath string `toml:"config_path"`
 	// DockerConfig is a docker config.json whose auths, credHelpers and credsStore are the credentials of hosts
 	// that a pull's own credential does not cover; empty uses none.

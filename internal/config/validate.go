@@ -127,7 +127,9 @@ func (c *Config) Validate() error {
 	v.atLeast(toml.Key{"registry", "max_config_size"}, c.Registry.MaxConfigSize, 4<<10)
 	v.atLeast(toml.Key{"registry", "max_unpacked_size"}, c.Registry.MaxUnpackedSize, 1<<20)
 	if c.Registry.ConfigPath != "" {
-		v.absPath(toml.Key{"registry", "config_path"}, -1, c.Registry.ConfigPath)
+		for i, dir := range strings.Split(c.Registry.ConfigPath, ":") {
+			v.absPath(toml.Key{"registry", "config_path"}, i, dir)
+		}
 	}
 	if c.Registry.DockerConfig != "" {
 		v.absPath(toml.Key{"registry", "docker_config"}, -1, c.Registry.DockerConfig)
