@@ -206,10 +206,12 @@ func (c *Client) baseTransport(ep Endpoint) (*http.Transport, error) {
 // headers. go-containerregistry tries https first and falls back to http for hosts it deems local (RFC 1918,
 // .local), and always speaks to /v2/; here the scheme is decided by the registry config alone, so a configured
 // HTTPS host is never downgraded and a plain-HTTP one never costs a TLS attempt, and a mirror with a path (or
-// override_path) gets "/v2" replaced by its own root. Requests to other hosts (token servers, blob redirects)
-// pass unchanged.
+// override_path) gets "/v2" replaced by its own root. A mirror's requests carry ?ns=<registry> as containerd's do,
+// so that a pull-through cache of several registries knows which one is meant. Requests to other hosts (token
+// servers, blob redirects) pass unchanged.
 type endpointTransport struct {
 	ep    Endpoint
+	ns    string // the registry a mirror stands in for; "" for the registry itself
 	inner http.RoundTripper
 }
 
@@ -219,10 +221,13 @@ func (t *endpointTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	}
 	req = req.Clone(req.Context())
 	req.URL.Scheme = t.ep.Scheme
-	if t.ep.Path != "/v2" {
-		if rest, ok := strings.CutPrefix(req.URL.Path, "/v2"); ok && (rest == "" || rest[0] == '/') {
-			req.URL.Path = t.ep.Path + rest
-			req.URL.RawPath = ""
+	if rest, ok := strings.CutPrefix(req.URL.Path, "/v2"); ok && (rest == "" || rest[0] == '/') {
+		req.URL.Path = t.ep.Path + rest
+		req.URL.RawPath = ""
+		if t.ns != "" && rest != "/" && rest != "" && !req.URL.Query().Has("ns") {
+			q := req.URL.Query()
+			q.Set("ns", t.ns)
+			req.URL.RawQuery = q.Encode()
 		}
 	}
 	for k, v := range t.ep.Header {

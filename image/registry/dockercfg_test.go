@@ -113,20 +113,23 @@ func TestDockerConfigCredsStore(t *testing.T) {
 func TestEndpointTransport(t *testing.T) {
 	for name, tc := range map[string]struct {
 		ep      Endpoint
+		ns      string
 		url     string
 		wantURL string
 		wantHdr string
 	}{
-		"default root":           {ep: Endpoint{Host: "m:5000", Scheme: "http", Path: "/v2"}, url: "https://m:5000/v2/library/a/manifests/1", wantURL: "http://m:5000/v2/library/a/manifests/1"},
-		"mirror path":            {ep: Endpoint{Host: "m", Scheme: "https", Path: "/cache/v2"}, url: "https://m/v2/", wantURL: "https://m/cache/v2/"},
-		"override_path":          {ep: Endpoint{Host: "m", Scheme: "https", Path: "/api"}, url: "https://m/v2/a/blobs/sha256:1", wantURL: "https://m/api/a/blobs/sha256:1"},
-		"other hosts pass":       {ep: Endpoint{Host: "m", Scheme: "http", Path: "/x/v2"}, url: "https://auth.example/v2/token", wantURL: "https://auth.example/v2/token"},
-		"a /v2x path is not /v2": {ep: Endpoint{Host: "m", Scheme: "https", Path: "/x/v2"}, url: "https://m/v2x", wantURL: "https://m/v2x"},
-		"headers":                {ep: Endpoint{Host: "m", Scheme: "https", Path: "/v2", Header: http.Header{"X-A": {"1"}}}, url: "https://m/v2/", wantURL: "https://m/v2/", wantHdr: "1"},
+		"default root":                {ep: Endpoint{Host: "m:5000", Scheme: "http", Path: "/v2"}, url: "https://m:5000/v2/library/a/manifests/1", wantURL: "http://m:5000/v2/library/a/manifests/1"},
+		"mirror path":                 {ep: Endpoint{Host: "m", Scheme: "https", Path: "/cache/v2"}, url: "https://m/v2/", wantURL: "https://m/cache/v2/"},
+		"override_path":               {ep: Endpoint{Host: "m", Scheme: "https", Path: "/api"}, url: "https://m/v2/a/blobs/sha256:1", wantURL: "https://m/api/a/blobs/sha256:1"},
+		"other hosts pass":            {ep: Endpoint{Host: "m", Scheme: "http", Path: "/x/v2"}, url: "https://auth.example/v2/token", wantURL: "https://auth.example/v2/token"},
+		"a /v2x path is not /v2":      {ep: Endpoint{Host: "m", Scheme: "https", Path: "/x/v2"}, url: "https://m/v2x", wantURL: "https://m/v2x"},
+		"a mirror names its registry": {ep: Endpoint{Host: "m", Scheme: "https", Path: "/v2"}, ns: "docker.io", url: "https://m/v2/library/a/manifests/1", wantURL: "https://m/v2/library/a/manifests/1?ns=docker.io"},
+		"not on the ping":             {ep: Endpoint{Host: "m", Scheme: "https", Path: "/v2"}, ns: "docker.io", url: "https://m/v2/", wantURL: "https://m/v2/"},
+		"headers":                     {ep: Endpoint{Host: "m", Scheme: "https", Path: "/v2", Header: http.Header{"X-A": {"1"}}}, url: "https://m/v2/", wantURL: "https://m/v2/", wantHdr: "1"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			var got *http.Request
-			rt := &endpointTransport{ep: tc.ep, inner: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			rt := &endpointTransport{ep: tc.ep, ns: tc.ns, inner: roundTripFunc(func(r *http.Request) (*http.Response, error) {
 				got = r
 				return &http.Response{StatusCode: 200, Body: http.NoBody}, nil
 			})}

@@ -119,7 +119,7 @@ func (c *Client) resolveAt(ctx context.Context, ep Endpoint, ref reference.Named
 	}
 	// The authenticated transport (a transport.Wrapper) is shared by the manifest, config and layer fetches, so the
 	// ping and token exchange happen once per pull.
-	rt, err := transport.NewWithContext(ctx, reg, creds, &endpointTransport{ep: ep, inner: base},
+	rt, err := transport.NewWithContext(ctx, reg, creds, &endpointTransport{ep: ep, ns: mirrorOf(ep, ref), inner: base},
 		[]string{repo.Scope(transport.PullScope)})
 	if err != nil {
 		return nil, err
@@ -139,6 +139,14 @@ func (c *Client) resolveAt(ctx context.Context, ep Endpoint, ref reference.Named
 		return nil, err
 	}
 	return im, nil
+}
+
+// mirrorOf is the registry a mirror endpoint stands in for, "" for the registry's own endpoint.
+func mirrorOf(ep Endpoint, ref reference.Named) string {
+	if !ep.Mirror {
+		return ""
+	}
+	return reference.Domain(ref)
 }
 
 // Usable says whether a pull may use the endpoint: a digest reference needs pull, a tag also resolve.
