@@ -69,16 +69,30 @@ type RegistryConfig struct {
 	MaxManifestSize Size `toml:"max_manifest_size"` // one manifest or index
 	MaxConfigSize   Size `toml:"max_config_size"`   // the image config
 	MaxUnpackedSize Size `toml:"max_unpacked_size"` // all a pull unpacks: its layers' tar streams and sparse holes
-	// Hosts is keyed by registry host[:port], as in [registry.hosts."registry.k8s.io"]. A host table in a later
-	// file replaces that host's whole entry; other hosts are kept.
+	// ConfigPath is a containerd-style certs.d directory (<dir>/<host>/hosts.toml, or docker's *.crt, *.cert and
+	// *.key files), or a colon-separated list of them (the first that has a host wins), read at start and on SIGHUP;
+	// empty reads none. A host may be configured here or in Hosts, not both.
+	ConfigPath string `toml:"config_path"`
+	// DockerConfig is a docker config.json whose auths, credHelpers and credsStore are the credentials of hosts
+	// that a pull's own credential does not cover; empty uses none.
+	DockerConfig string `toml:"docker_config"`
+	// Hosts is keyed by registry host[:port], as in [registry.hosts."registry.k8s.io"], or "_default" for every
+	// host without an entry. A host table in a later file replaces that host's whole entry; other hosts are kept.
 	Hosts map[string]RegistryHost `toml:"hosts"`
 }
+
+// DefaultHost is the Hosts key (and the certs.d dir name) whose entry serves every host without its own.
+const DefaultHost = "_default"
 
 type RegistryHost struct {
 	Mirrors     []string `toml:"mirrors,omitempty"`      // tried in order before the host itself
 	MirrorsOnly bool     `toml:"mirrors_only,omitempty"` // never contact the host itself
 	PlainHTTP   bool     `toml:"plain_http,omitempty"`   // talk HTTP, not HTTPS, to the host
 	CAFile      string   `toml:"ca_file,omitempty"`      // PEM bundle trusted for the host and its mirrors
+	SkipVerify  bool     `toml:"skip_verify,omitempty"`  // do not verify the host's TLS certificate
+	// ClientCert is a PEM client certificate presented to the host; ClientKey its key, when not in the same file.
+	ClientCert string `toml:"client_cert,omitempty"`
+	ClientKey  string `toml:"client_key,omitempty"`
 	// Credentials: username and password, or auth (base64 of "user:pass"), or an identity (refresh) token.
 	Username      string `toml:"username,omitempty"`
 	Password      string `toml:"password,omitempty"`
