@@ -26,7 +26,7 @@ triplet_arm64 := aarch64-linux-gnu
 CROSS     := $(if $(filter $(ARCH),$(HOST_ARCH)),,CC=$(triplet_$(ARCH))-gcc PKG_CONFIG_LIBDIR=/usr/lib/$(triplet_$(ARCH))/pkgconfig)
 SYSTEMD_UNIT_DIR ?= /etc/systemd/system
 
-.PHONY: all build installer install release run deps test unit integration critest installer-e2e test-vm fuzz bench lint clean
+.PHONY: all build installer install install-check release run deps test unit integration critest installer-e2e test-vm fuzz bench lint clean
 
 all: build
 
@@ -76,7 +76,7 @@ run: deps install
 	hack/install-cni.sh "$(CNI_BIN)" /etc/cni/net.d
 	$(PREFIX)/bin/berthd
 
-test: deps lint unit integration fuzz installer-e2e critest test-vm
+test: deps lint unit install-check integration fuzz release installer-e2e critest test-vm
 
 unit:
 	$(GO) test -race -count=1 ./...
@@ -89,6 +89,10 @@ critest:
 
 installer-e2e:
 	hack/installer-e2e.sh
+
+# install-check: make install into a temporary DESTDIR lands the unit and crictl.yaml and keeps the host's files.
+install-check:
+	hack/install-check.sh
 
 # test-vm: critest and the recovery tests on real node OSes under qemu (kernel 6.1 and 5.10, systemd, cgroup v2);
 # one critest and recovery line per node and cgroup driver (Debian 12: systemd and cgroupfs), and on debian12 the
