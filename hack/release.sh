@@ -3,7 +3,10 @@
 #   berth-VERSION-linux-ARCH.tar.gz   unpacks to berth-VERSION-linux-ARCH/, the directory berth-installer's
 #                                     --payload reads: bin/{berthd,berth-monitor,berth-installer}, cni/<plugin>, and
 #                                     berthd.service, berth.toml, crictl.yaml, SHA256SUMS (of all of them)
-#   SHA256SUMS                        of the tarballs
+#   berth-VERSION-kubernetes.yaml     deploy/kubernetes (namespace, RBAC, the installer and switch DaemonSets) and
+#   berth-VERSION-uninstall.yaml      the uninstaller, both pinned to the pushed index (REGISTRY/berth/installer:
+#                                     VERSION@sha256:…)
+#   SHA256SUMS                        of the tarballs and manifests
 # then pushes the installer image index (hack/cmd/mkinstaller, both architectures) to BERTH_RELEASE_REGISTRY and
 # checks what the registry serves. Every executable is checked with file(1) (ELF of its architecture, statically
 # linked); the arm64 ones also run under qemu-aarch64-static.
@@ -45,7 +48,6 @@ for arch in "${arches[@]}"; do
   (cd "$dir" && find . -type f ! -name SHA256SUMS | LC_ALL=C sort | sed 's|^\./||' | xargs sha256sum >SHA256SUMS)
   tar -C "$out" --sort=name --mtime="@$epoch" --owner=0 --group=0 --numeric-owner -cf - "$name" | gzip -9n >"$out/$name.tar.gz"
 done
-(cd "$out" && sha256sum ./*.tar.gz | sed 's| \./| |' >SHA256SUMS)
 
 # The arm64 build runs: its Go runtime starts and its C (berth-monitor's libseccomp and constructors) is linked.
 arm=$out/berth-$version-linux-arm64/bin
@@ -82,6 +84,23 @@ for arch in "${arches[@]}"; do payloads+=(-payload "$out/berth-$version-linux-$a
 go run ./hack/cmd/mkinstaller -image "$image" "${payloads[@]}" >"$out/installer-image.txt" || fail "mkinstaller push failed"
 check=$(go run ./hack/cmd/mkinstaller -check -image "$image" -platforms linux/amd64,linux/arm64) || fail "installer index check failed"
 
+# The manifests, pinned to the index just pushed: the DaemonSets and the uninstaller run the same image.
+ref=$(cat "$out/installer-image.txt")
+placeholder=registry.example.com/berth/installer:latest
+render() {
+  local f first=1
+  for f in "$@"; do
+    [ -n "$first" ] || echo ---
+    first=
+    sed "s|image: $placeholder\$|image: $ref|" "deploy/kubernetes/$f"
+  done
+}
+render namespace.yaml rbac.yaml daemonset.yaml switch.yaml >"$out/berth-$version-kubernetes.yaml"
+render uninstall.yaml >"$out/berth-$version-uninstall.yaml"
+images=$(cat "$out/berth-$version-kubernetes.yaml" "$out/berth-$version-uninstall.yaml" | sed -n 's/^ *image: //p' | sort | uniq -c)
+[ "$(wc -l <<<"$images")" = 1 ] && [[ $images == *" $ref" ]] || fail "rendered manifests do not all run $ref: $images"
+
+(cd "$out" && sha256sum ./*.tar.gz ./*.yaml | sed 's| \./| |' >SHA256SUMS)
 for f in "$out"/*.tar.gz; do echo "release: $(basename "$f") $(($(stat -c %s "$f") / 1024 / 1024)) MiB"; done
 echo "release: $check"
 echo "release: $version for ${arches[*]}: static binaries checked, $ran ($((SECONDS - start))s)"
