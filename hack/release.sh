@@ -10,8 +10,9 @@
 # then pushes the installer image index (hack/cmd/mkinstaller, both architectures) to BERTH_RELEASE_REGISTRY and
 # checks what the registry serves. Every executable is checked with file(1) (ELF of its architecture, statically
 # linked); the arm64 ones also run under qemu-aarch64-static.
-# Environment: VERSION (the Makefile's), BERTH_RELEASE_REGISTRY (127.0.0.1:5000, the loopback test bed's; a registry
-# of this run's own is started there when none answers), BERTH_RELEASE_OUT (_output/release).
+# Environment: VERSION (the Makefile's), BERTH_RELEASE_REGISTRY (127.0.0.1:5000, the loopback test bed's; on
+# 127.0.0.1 a registry of this run's own is started when none answers; others are reached over HTTPS with the
+# credentials of ~/.docker/config.json), BERTH_RELEASE_OUT (_output/release).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -72,7 +73,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-if ! curl -fsS -o /dev/null "http://$registry/v2/" 2>/dev/null; then
+if [[ $registry == 127.0.0.1:* ]] && ! curl -fsS -o /dev/null "http://$registry/v2/" 2>/dev/null; then
   go build -o "$work/registry" ./hack/cmd/registry
   "$work/registry" -addr "$registry" -dir "$work/blobs" >"$work/registry.log" 2>&1 &
   registry_pid=$!
