@@ -144,6 +144,6 @@ func checkRemote(ctx context.Context, ref string, insecure bool, platforms []str
 	if err != nil {
 		return err
 	}
-	fmt.Printf("%s@%s: %s, each with static binaries of its architecture\n", r, digest, strings.Join(platforms, " and "))
+	fmt.Printf("%s@%s: platforms %s, every executable static and of its platform's architecture\n", r, digest, strings.Join(platforms, " "))
 	return nil
 }
