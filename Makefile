@@ -19,8 +19,8 @@ VM_NODES  ?= debian12 debian11
 # build and installer write to BIN for ARCH (GOARCH). Another architecture's berth-monitor is built with Debian's cross
 # compiler and that architecture's libseccomp.a (hack/install-release-deps.sh); make release builds amd64 and arm64.
 BIN       ?= bin
-HOST_ARCH := $(shell $(GO) env GOARCH)
-ARCH      ?= $(HOST_ARCH)
+HOST_ARCH := $(shell $(GO) env GOHOSTARCH)
+ARCH      ?= $(shell $(GO) env GOARCH)
 triplet_amd64 := x86_64-linux-gnu
 triplet_arm64 := aarch64-linux-gnu
 CROSS     := $(if $(filter $(ARCH),$(HOST_ARCH)),,CC=$(triplet_$(ARCH))-gcc PKG_CONFIG_LIBDIR=/usr/lib/$(triplet_$(ARCH))/pkgconfig)
