@@ -76,7 +76,7 @@ run: deps install
 	hack/install-cni.sh "$(CNI_BIN)" /etc/cni/net.d
 	$(PREFIX)/bin/berthd
 
-test: deps lint unit install-check integration fuzz release installer-e2e critest test-vm
+test: deps lint unit install-check integration fuzz installer-e2e critest test-vm
 
 unit:
 	$(GO) test -race -count=1 ./...
