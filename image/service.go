@@ -41,6 +41,9 @@ type Options struct {
 	// sandbox image.
 	Pinned []string
 	Logger *slog.Logger
+	// OnPull is told of the end of every pull: its duration, the compressed bytes it fetched from the registry and
+	// its error (metrics); nil for none.
+	OnPull func(took time.Duration, fetched int64, err error)
 }
 
 // Service is the image store. It is safe for concurrent use.
@@ -64,6 +67,7 @@ type Service struct {
 	heldSnaps map[digest.Digest]int
 	trashSeq  atomic.Int64 // names snapshot dirs on their way out
 	pulls     atomic.Int64 // pulls in flight: the last to end returns the pulls' buffers to the OS
+	onPull    func(took time.Duration, fetched int64, err error)
 }
 
 // New opens the image store under o.RootDir and sweeps what interrupted pulls and removals left behind.
@@ -119,6 +123,7 @@ func New(ctx context.Context, o Options) (*Service, error) {
 		unpacked:  unpacked,
 		heldBlobs: map[digest.Digest]int{},
 		heldSnaps: map[digest.Digest]int{},
+		onPull:    o.OnPull,
 	}
 	if err := s.sweep(ctx); err != nil {
 		return nil, err

@@ -1,0 +1,145 @@
+package cni
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/template"
+
+	"github.com/containernetworking/cni/libcni"
+
+	"github.com/berthcri/berth/internal/errdefs"
+)
+
+// TemplateFile is the network config that the conf template (cni.conf_template) renders into the conf dir. It sorts
+// before the bridge the installer ships (10-berth.conflist; '-' < '.'), so the rendered one is the pod network.
+const TemplateFile = "10-berth-net.conflist"
+
+// TemplateData is what a conf template sees, as in containerd's conf_template: the node's pod CIDRs from the kubelet
+// (UpdateRuntimeConfig) and a default route per IP family among them.
+type TemplateData struct {
+	PodCIDR       string   // the first CIDR
+	PodCIDRRanges []string // every CIDR (dual-stack: one per family)
+	Routes        []string // "0.0.0.0/0" if a CIDR is IPv4, "::/0" if one is IPv6
+}
+
+// ParseTemplate reads and parses a conf template (Go text/template over TemplateData).
+func ParseTemplate(path string) (*template.Template, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("cni.conf_template: %w", err)
+	}
+	t, err := template.New(filepath.Base(path)).Option("missingkey=error").Parse(string(data))
+	if err != nil {
+		return nil, fmt.Errorf("cni.conf_template %s: %w", path, err)
+	}
+	return t, nil
+}
+
+// templateData builds the template's data from the kubelet's CIDRs, which must parse.
+func templateData(cidrs []string) (TemplateData, error) {
+	if len(cidrs) == 0 {
+		return TemplateData{}, errdefs.InvalidArgument("pod cidr", "none given")
+	}
+	d := TemplateData{PodCIDR: cidrs[0], PodCIDRRanges: cidrs}
+	var v4, v6 bool
+	for _, c := range cidrs {
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			return TemplateData{}, errdefs.InvalidArgument("pod cidr", "%q: %v", c, err)
+		}
+		v4, v6 = v4 || p.Addr().Is4(), v6 || !p.Addr().Is4()
+	}
+	if v4 {
+		d.Routes = append(d.Routes, "0.0.0.0/0")
+	}
+	if v6 {
+		d.Routes = append(d.Routes, "::/0")
+	}
+	return d, nil
+}
+
+// renderTemplate renders t for cidrs and checks that the result is a network config libcni loads, so that a
+// template that renders garbage never replaces a working network.
+func renderTemplate(t *template.Template, cidrs []string) ([]byte, error) {
+	d, err := templateData(cidrs)
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	if err := t.Execute(&b, d); err != nil {
+		return nil, fmt.Errorf("cni.conf_template: %v: %w", err, errdefs.ErrFailedPrecondition)
+	}
+	if _, err := libcni.NetworkConfFromBytes(b.Bytes()); err != nil {
+		return nil, fmt.Errorf("cni.conf_template rendered for %s is not a network config list: %v: %w",
+			strings.Join(cidrs, ","), err, errdefs.ErrFailedPrecondition)
+	}
+	return b.Bytes(), nil
+}
+
+// SetPodCIDRs renders the conf template for the node's pod CIDRs into the conf dir (TemplateFile), atomically, and
+// reloads the network config at once rather than at the watcher's next event. Without a template it does nothing:
+// the network config is the operator's. Rewriting the same content is skipped.
+func (n *Network) SetPodCIDRs(ctx context.Context, cidrs []string) error {
+	if n.template == nil || len(cidrs) == 0 {
+		return nil
+	}
+	data, err := renderTemplate(n.template, cidrs)
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(n.watch.confDir, TemplateFile)
+	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
+		return nil
+	}
+	if err := os.MkdirAll(n.watch.confDir, 0o755); err != nil {
+		return fmt.Errorf("cni conf dir: %w", err)
+	}
+	if err := writeFileAtomic(path, data); err != nil {
+		return err
+	}
+	n.log.InfoContext(ctx, "pod network config written from the conf template", "file", path, "podCIDRs", cidrs)
+	n.watch.reload()
+	return nil
+}
+
+// writeFileAtomic replaces path with data, mode 0644: the watcher and the kubelet see the old file or the new one,
+// even after a crash.
+func writeFileAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	// A dot file with another extension: libcni.ConfFiles never loads it half written.
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(0o644)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if d, err := os.Open(dir); err == nil {
+		err = d.Sync()
+		d.Close()
+		if err != nil {
+			return fmt.Errorf("write %s: sync dir: %w", path, err)
+		}
+	}
+	return nil
+}
