@@ -74,7 +74,11 @@ func renderTemplate(t *template.Template, cidrs []string) ([]byte, error) {
 	if err := t.Execute(&b, d); err != nil {
 		return nil, fmt.Errorf("cni.conf_template: %v: %w", err, errdefs.ErrFailedPrecondition)
 	}
-	if _, err := libcni.NetworkConfFromBytes(b.Bytes()); err != nil {
+	list, err := libcni.NetworkConfFromBytes(b.Bytes())
+	if err == nil && len(list.Plugins) == 0 {
+		err = fmt.Errorf("no plugins")
+	}
+	if err != nil {
 		return nil, fmt.Errorf("cni.conf_template rendered for %s is not a network config list: %v: %w",
 			strings.Join(cidrs, ","), err, errdefs.ErrFailedPrecondition)
 	}
