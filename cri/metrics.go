@@ -126,6 +126,9 @@ func NewMetrics() *Metrics {
 	// Series that exist before their first event, so that a dashboard's rate() starts from zero.
 	m.pulls.WithLabelValues("success")
 	m.pulls.WithLabelValues("failure")
+	for _, r := range []string{pullNotFound, pullUnauthorized, pullTimeout, pullNetwork, pullInvalid, pullDisk, pullOther} {
+		m.pullErrors.WithLabelValues(r)
+	}
 	return m
 }
 
@@ -191,8 +194,9 @@ func (m *Metrics) CNIObserver() func(op, network, plugin string, took time.Durat
 			return
 		}
 		m.cniDuration.WithLabelValues(op, network, plugin).Observe(took.Seconds())
+		errs := m.cniErrors.WithLabelValues(op, network, plugin) // at zero from the first call on, for rate()
 		if err != nil {
-			m.cniErrors.WithLabelValues(op, network, plugin).Inc()
+			errs.Inc()
 		}
 	}
 }
