@@ -2,20 +2,23 @@ package cni
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/berthcri/berth/deploy"
 	"github.com/berthcri/berth/internal/errdefs"
 )
 
-// bridgeTemplate is the shape of the shipped template (deploy/cni/10-berth.conflist.tmpl).
+// bridgeTemplate has the shape of the shipped template (deploy/cni/10-berth.conflist.tmpl).
 const bridgeTemplate = `{"cniVersion":"1.0.0","name":"berth","plugins":[{"type":"ip","ipam":{"type":"host-local",
 "ranges":[{{range $i, $r := .PodCIDRRanges}}{{if $i}},{{end}}[{"subnet":"{{$r}}"}]{{end}}],
 "routes":[{{range $i, $r := .Routes}}{{if $i}},{{end}}{"dst":"{{$r}}"}{{end}}]}}]}`
@@ -155,5 +158,48 @@ func TestObserve(t *testing.T) {
 	}
 	if want := []string{"ADD n ip true", "DEL n ip false"}; !slices.Equal(seen, want) {
 		t.Errorf("observed %q, want %q", seen, want)
+	}
+}
+
+// The template the installer ships renders, for the fixed subnet of the bridge it ships beside it, that same
+// network; dual-stack gets a range and a default route per family.
+func TestShippedTemplate(t *testing.T) {
+	read := func(name string) []byte {
+		b, err := deploy.Files.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	path := filepath.Join(t.TempDir(), "t.tmpl")
+	if err := os.WriteFile(path, read("cni/10-berth.conflist.tmpl"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tmpl, err := ParseTemplate(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := renderTemplate(tmpl, []string{"10.88.0.0/16"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rendered, static any
+	if err := json.Unmarshal(got, &rendered); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(read("cni/10-berth.conflist"), &static); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(rendered, static) {
+		t.Errorf("the template renders\n%s\nnot the shipped bridge", got)
+	}
+	dual, err := renderTemplate(tmpl, []string{"10.244.3.0/24", "fd00:10:244:3::/64"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `"ranges": [[{"subnet": "10.244.3.0/24"}], [{"subnet": "fd00:10:244:3::/64"}]],
+        "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]`
+	if !strings.Contains(string(dual), want) {
+		t.Errorf("dual-stack render:\n%s\nwant\n%s", dual, want)
 	}
 }
