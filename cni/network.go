@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"text/template"
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
@@ -18,6 +17,7 @@ import (
 	"github.com/containernetworking/cni/pkg/version"
 	"golang.org/x/sys/unix"
 
+	"github.com/berthcri/berth/cni/conftemplate"
 	"github.com/berthcri/berth/internal/errdefs"
 	"github.com/berthcri/berth/internal/store"
 	"github.com/berthcri/berth/sandbox"
@@ -32,7 +32,7 @@ type Options struct {
 	StateDir     string
 	SetupTimeout time.Duration // bound of one ADD or DEL; 0: two minutes
 	Logger       *slog.Logger  // nil: slog.Default()
-	// ConfTemplate is a Go text/template file (TemplateData) rendered into ConfDir when the kubelet hands down the
+	// ConfTemplate is a template file (conftemplate: Go template syntax over the pod CIDRs) rendered into ConfDir when the kubelet hands down the
 	// node's pod CIDRs (SetPodCIDRs); "" for none.
 	ConfTemplate string
 	// Observe is told of every ADD and DEL: op "ADD" or "DEL", the network's name, its main (first) plugin's type,
@@ -51,7 +51,7 @@ type Network struct {
 	timeout     time.Duration
 	log         *slog.Logger
 	observe     func(op, network, plugin string, took time.Duration, err error)
-	template    *template.Template // nil without a conf template
+	template    *conftemplate.Template // nil without a conf template
 }
 
 var _ sandbox.Network = (*Network)(nil)

@@ -8,10 +8,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"text/template"
 
 	"github.com/containernetworking/cni/libcni"
 
+	"github.com/berthcri/berth/cni/conftemplate"
 	"github.com/berthcri/berth/internal/errdefs"
 )
 
@@ -19,21 +19,17 @@ import (
 // before the bridge the installer ships (10-berth.conflist; '-' < '.'), so the rendered one is the pod network.
 const TemplateFile = "10-berth-net.conflist"
 
-// TemplateData is what a conf template sees, as in containerd's conf_template: the node's pod CIDRs from the kubelet
-// (UpdateRuntimeConfig) and a default route per IP family among them.
-type TemplateData struct {
-	PodCIDR       string   // the first CIDR
-	PodCIDRRanges []string // every CIDR (dual-stack: one per family)
-	Routes        []string // "0.0.0.0/0" if a CIDR is IPv4, "::/0" if one is IPv6
-}
-
-// ParseTemplate reads and parses a conf template (Go text/template over TemplateData).
-func ParseTemplate(path string) (*template.Template, error) {
+// ParseTemplate reads and parses a conf template (conftemplate: Go template syntax over conftemplate.Data), and
+// renders it once for an example CIDR, so that a template that cannot make a network config stops start-up.
+func ParseTemplate(path string) (*conftemplate.Template, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("cni.conf_template: %w", err)
 	}
-	t, err := template.New(filepath.Base(path)).Option("missingkey=error").Parse(string(data))
+	t, err := conftemplate.Parse(filepath.Base(path), string(data))
+	if err == nil {
+		_, err = renderTemplate(t, []string{"10.0.0.0/24"})
+	}
 	if err != nil {
 		return nil, fmt.Errorf("cni.conf_template %s: %w", path, err)
 	}
@@ -41,16 +37,16 @@ func ParseTemplate(path string) (*template.Template, error) {
 }
 
 // templateData builds the template's data from the kubelet's CIDRs, which must parse.
-func templateData(cidrs []string) (TemplateData, error) {
+func templateData(cidrs []string) (conftemplate.Data, error) {
 	if len(cidrs) == 0 {
-		return TemplateData{}, errdefs.InvalidArgument("pod cidr", "none given")
+		return conftemplate.Data{}, errdefs.InvalidArgument("pod cidr", "none given")
 	}
-	d := TemplateData{PodCIDR: cidrs[0], PodCIDRRanges: cidrs}
+	d := conftemplate.Data{PodCIDR: cidrs[0], PodCIDRRanges: cidrs}
 	var v4, v6 bool
 	for _, c := range cidrs {
 		p, err := netip.ParsePrefix(c)
 		if err != nil {
-			return TemplateData{}, errdefs.InvalidArgument("pod cidr", "%q: %v", c, err)
+			return conftemplate.Data{}, errdefs.InvalidArgument("pod cidr", "%q: %v", c, err)
 		}
 		v4, v6 = v4 || p.Addr().Is4(), v6 || !p.Addr().Is4()
 	}
@@ -65,24 +61,24 @@ func templateData(cidrs []string) (TemplateData, error) {
 
 // renderTemplate renders t for cidrs and checks that the result is a network config libcni loads, so that a
 // template that renders garbage never replaces a working network.
-func renderTemplate(t *template.Template, cidrs []string) ([]byte, error) {
+func renderTemplate(t *conftemplate.Template, cidrs []string) ([]byte, error) {
 	d, err := templateData(cidrs)
 	if err != nil {
 		return nil, err
 	}
-	var b bytes.Buffer
-	if err := t.Execute(&b, d); err != nil {
-		return nil, fmt.Errorf("cni.conf_template: %v: %w", err, errdefs.ErrFailedPrecondition)
+	out, err := t.Execute(d)
+	if err != nil {
+		return nil, fmt.Errorf("%v: %w", err, errdefs.ErrFailedPrecondition)
 	}
-	list, err := libcni.NetworkConfFromBytes(b.Bytes())
+	list, err := libcni.NetworkConfFromBytes(out)
 	if err == nil && len(list.Plugins) == 0 {
 		err = fmt.Errorf("no plugins")
 	}
 	if err != nil {
-		return nil, fmt.Errorf("cni.conf_template rendered for %s is not a network config list: %v: %w",
+		return nil, fmt.Errorf("rendered for %s, not a network config list: %v: %w",
 			strings.Join(cidrs, ","), err, errdefs.ErrFailedPrecondition)
 	}
-	return b.Bytes(), nil
+	return out, nil
 }
 
 // SetPodCIDRs renders the conf template for the node's pod CIDRs into the conf dir (TemplateFile), atomically, and
@@ -94,7 +90,7 @@ func (n *Network) SetPodCIDRs(ctx context.Context, cidrs []string) error {
 	}
 	data, err := renderTemplate(n.template, cidrs)
 	if err != nil {
-		return err
+		return fmt.Errorf("cni.conf_template: %w", err)
 	}
 	path := filepath.Join(n.watch.confDir, TemplateFile)
 	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {

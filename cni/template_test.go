@@ -39,12 +39,11 @@ func TestRenderTemplate(t *testing.T) {
 		"ipv6 only": {tmpl: bridgeTemplate, cidrs: []string{"fd00:1::/64"}, want: `"routes":[{"dst":"::/0"}]`},
 		"first cidr": {tmpl: `{"cniVersion":"1.0.0","name":"{{.PodCIDR}}","plugins":[{"type":"ip"}]}`,
 			cidrs: []string{"10.1.0.0/16", "fd00::/64"}, want: `"name":"10.1.0.0/16"`},
-		"bad cidr":  {tmpl: bridgeTemplate, cidrs: []string{"10.1.0.0/33"}, wantErr: errdefs.ErrInvalidArgument},
-		"no cidr":   {tmpl: bridgeTemplate, wantErr: errdefs.ErrInvalidArgument},
-		"not json":  {tmpl: `{"name": {{.PodCIDR}}}`, cidrs: []string{"10.1.0.0/16"}, wantErr: errdefs.ErrFailedPrecondition},
-		"no plugin": {tmpl: `{"cniVersion":"1.0.0","name":"x"}`, cidrs: []string{"10.1.0.0/16"}, wantErr: errdefs.ErrFailedPrecondition},
-		"unknown field": {tmpl: `{{.PodSubnet}}`, cidrs: []string{"10.1.0.0/16"},
-			wantErr: errdefs.ErrFailedPrecondition},
+		"bad cidr": {tmpl: bridgeTemplate, cidrs: []string{"10.1.0.0/33"}, wantErr: errdefs.ErrInvalidArgument},
+		"no cidr":  {tmpl: bridgeTemplate, wantErr: errdefs.ErrInvalidArgument},
+		// Fine for the one example CIDR at load, not JSON for two.
+		"renders garbage": {tmpl: `{"cniVersion":"1.0.0","name":"x","plugins":[{"type":"ip"}]}{{range $i, $r := .PodCIDRRanges}}{{if $i}}, oops{{end}}{{end}}`,
+			cidrs: []string{"10.1.0.0/16", "fd00::/64"}, wantErr: errdefs.ErrFailedPrecondition},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -73,14 +72,26 @@ func TestRenderTemplate(t *testing.T) {
 	}
 }
 
+// A template that cannot make a network config stops start-up (New), saying why.
 func TestParseTemplateRefusesBadTemplate(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "t.tmpl")
-	if err := os.WriteFile(path, []byte(`{{.PodCIDR`), 0o644); err != nil {
-		t.Fatal(err)
+	cases := map[string]struct{ tmpl, want string }{
+		"syntax":        {`{{.PodCIDR`, "unclosed action"},
+		"unknown field": {`{{.PodSubnet}}`, "no such field"},
+		"not json":      {`{"name": {{.PodCIDR}}}`, "not a network config list"},
+		"no plugin":     {`{"cniVersion":"1.0.0","name":"x"}`, "no plugins"},
+		"empty":         {``, "not a network config list"},
 	}
-	if _, err := New(Options{ConfDir: t.TempDir(), StateDir: t.TempDir(), ConfTemplate: path}); err == nil ||
-		!strings.Contains(err.Error(), "cni.conf_template") {
-		t.Fatalf("New with a template that does not parse: err = %v", err)
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "t.tmpl")
+			if err := os.WriteFile(path, []byte(tc.tmpl), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := New(Options{ConfDir: t.TempDir(), StateDir: t.TempDir(), ConfTemplate: path})
+			if err == nil || !strings.Contains(err.Error(), "cni.conf_template "+path) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("New with template %q: err = %v, want it to name cni.conf_template and say %q", tc.tmpl, err, tc.want)
+			}
+		})
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc/codes"
 
+	"github.com/berthcri/berth/image"
 	"github.com/berthcri/berth/internal/errdefs"
 )
 
@@ -179,9 +180,9 @@ func pullReason(err error) string {
 		return pullNotFound
 	case errors.Is(err, errdefs.ErrUnauthenticated):
 		return pullUnauthorized
-	case errdefs.IsInvalidArgument(err), errdefs.IsFailedPrecondition(err), errors.Is(err, errdefs.ErrResourceExhausted):
+	case errdefs.IsInvalidArgument(err), errdefs.IsFailedPrecondition(err), errors.Is(err, image.ErrTooBig):
 		return pullInvalid
-	case errdefs.IsUnavailable(err):
+	case errdefs.IsUnavailable(err), errors.Is(err, errdefs.ErrResourceExhausted): // the latter: a registry's 429
 		return pullNetwork
 	}
 	return pullOther

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berthcri/berth/image"
 	"github.com/berthcri/berth/internal/errdefs"
 )
 
@@ -31,7 +32,8 @@ func TestPullReason(t *testing.T) {
 		"deadline":       {fmt.Errorf("pull x: %w", context.DeadlineExceeded), pullTimeout},
 		"stalled":        {stalled, pullTimeout},
 		"unreachable":    {fmt.Errorf("registry r unreachable: dial tcp: %w", errdefs.ErrUnavailable), pullNetwork},
-		"too many":       {fmt.Errorf("registry r: too many requests: %w", errdefs.ErrResourceExhausted), pullInvalid},
+		"too many":       {fmt.Errorf("registry r: too many requests: %w", errdefs.ErrResourceExhausted), pullNetwork},
+		"too big":        {fmt.Errorf("layer: the image unpacks to more than max: %w", image.ErrTooBig), pullInvalid},
 		"bad manifest":   {errdefs.InvalidArgument("manifest", "bad"), pullInvalid},
 		"bad config":     {errdefs.FailedPrecondition("image config: diff ids"), pullInvalid},
 		"disk full":      {fmt.Errorf("unpack: %w", &os.PathError{Op: "write", Path: "/x", Err: syscall.ENOSPC}), pullDisk},

@@ -21,6 +21,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/berthcri/berth/image/archive"
 	"github.com/berthcri/berth/image/content"
 	"github.com/berthcri/berth/image/registry"
 	"github.com/berthcri/berth/internal/config"
@@ -31,6 +32,9 @@ import (
 
 // Auth is the credential a client sends with a pull (the CRI AuthConfig).
 type Auth = registry.Auth
+
+// ErrTooBig is wrapped by a pull whose layers unpack to more than registry.max_unpacked_size.
+var ErrTooBig = archive.ErrTooBig
 
 // Options configure the image service.
 type Options struct {

@@ -12,10 +12,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"text/template"
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/berthcri/berth/cni/conftemplate"
 	"github.com/berthcri/berth/internal/errdefs"
 )
 
@@ -81,8 +81,8 @@ func (v *validator) readable(key toml.Key, path string) {
 	f.Close()
 }
 
-// template checks that a CNI conf template is an absolute path to a Go text/template that parses: a broken one
-// would only show when the kubelet first hands down the pod CIDR.
+// template checks that a CNI conf template is an absolute path to a template that parses and uses only what
+// conftemplate runs: a broken one would only show when the kubelet first hands down the pod CIDR.
 func (v *validator) template(key toml.Key, path string) {
 	if !filepath.IsAbs(path) {
 		v.absPath(key, -1, path)
@@ -93,7 +93,7 @@ func (v *validator) template(key toml.Key, path string) {
 		v.fail(key, -1, "not readable: %v", err)
 		return
 	}
-	if _, err := template.New(filepath.Base(path)).Parse(string(data)); err != nil {
+	if _, err := conftemplate.Parse(filepath.Base(path), string(data)); err != nil {
 		v.fail(key, -1, "%v", err)
 	}
 }
