@@ -32,8 +32,8 @@ type Options struct {
 	StateDir     string
 	SetupTimeout time.Duration // bound of one ADD or DEL; 0: two minutes
 	Logger       *slog.Logger  // nil: slog.Default()
-	// ConfTemplate is a template file (conftemplate: Go template syntax over the pod CIDRs) rendered into ConfDir when the kubelet hands down the
-	// node's pod CIDRs (SetPodCIDRs); "" for none.
+	// ConfTemplate is a template file (conftemplate: Go template syntax over the pod CIDRs) rendered into ConfDir
+	// when the kubelet hands down the node's pod CIDRs (SetPodCIDRs); "" for none.
 	ConfTemplate string
 	// Observe is told of every ADD and DEL: op "ADD" or "DEL", the network's name, its main (first) plugin's type,
 	// how long it took and its error (metrics); nil for none.

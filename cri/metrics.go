@@ -113,7 +113,8 @@ func NewMetrics() *Metrics {
 		}),
 		exitLag: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "berth", Subsystem: "container", Name: "exit_watch_lag_seconds",
-			Help:    "Time from a container's exit as its monitor saw it to berthd recording it (a berthd restart in between counts).",
+			Help: "Time from a container's exit as its monitor saw it to berthd recording it " +
+				"(a berthd restart in between counts).",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 5, 30, 300},
 		}),
 		eventsDropped: prometheus.NewCounter(prometheus.CounterOpts{
