@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -179,5 +180,36 @@ func TestUpdateRuntimeConfigPodCIDR(t *testing.T) {
 		if got := strings.Join(calls, " "); got != st.wantCalls {
 			t.Fatalf("step %d (%s): hook calls %q, want %q", i, st.cidr, got, st.wantCalls)
 		}
+	}
+}
+
+// The README's metrics table names exactly the berth_ metrics registered.
+func TestMetricsDocumented(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var documented []string
+	for _, line := range strings.Split(string(readme), "\n") {
+		if name, ok := strings.CutPrefix(line, "| `berth_"); ok {
+			documented = append(documented, "berth_"+name[:strings.IndexByte(name, '`')])
+		}
+	}
+	m := NewMetrics()
+	m.observe("Version", time.Millisecond, codes.Internal) // vectors show once they have a series
+	m.CNIObserver()("ADD", "n", "bridge", time.Millisecond, nil)
+	families, err := m.registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var registered []string
+	for _, f := range families {
+		if strings.HasPrefix(f.GetName(), "berth_") {
+			registered = append(registered, f.GetName())
+		}
+	}
+	slices.Sort(documented)
+	if !slices.Equal(documented, registered) {
+		t.Errorf("README documents\n%q\nregistered\n%q", documented, registered)
 	}
 }
