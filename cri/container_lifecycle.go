@@ -55,6 +55,7 @@ func (s *RuntimeServer) StartContainer(ctx context.Context, r *runtimeapi.StartC
 	}); err != nil {
 		return nil, fmt.Errorf("start container %s: %w", id, err)
 	}
+	s.opts.Metrics.containerStarted(rec.CreatedAt)
 	s.emitContainerEvent(id, rec.PodID, runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT)
 	return &runtimeapi.StartContainerResponse{}, nil
 }
@@ -229,6 +230,7 @@ func (s *RuntimeServer) recordExit(id string, e *monitor.Exit, reason, message s
 		if rec, ok := s.containers.Get(id); ok {
 			s.exits.unwatch(rec.Bundle)
 			if exited {
+				s.opts.Metrics.exitRecorded(e.OOMKilled, e.FinishedAt)
 				s.exits.announce()
 				s.emitContainerEvent(id, rec.PodID, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT)
 			}

@@ -19,6 +19,7 @@ const eventBuffer = 1024
 
 type eventBus struct {
 	log    *slog.Logger
+	onDrop func() // counts each event a subscriber lost (Metrics)
 	mu     sync.Mutex
 	subs   map[*subscriber]struct{}
 	closed bool
@@ -31,8 +32,8 @@ type subscriber struct {
 	dropped atomic.Uint64 // since the subscriber last received
 }
 
-func newEventBus(log *slog.Logger) *eventBus {
-	return &eventBus{log: log, subs: map[*subscriber]struct{}{}}
+func newEventBus(log *slog.Logger, onDrop func()) *eventBus {
+	return &eventBus{log: log, onDrop: onDrop, subs: map[*subscriber]struct{}{}}
 }
 
 // active says whether anyone listens, so that publishers can skip building statuses.
@@ -68,6 +69,7 @@ func (b *eventBus) publish(ev *runtimeapi.ContainerEventResponse) {
 		select {
 		case sub.ch <- ev:
 		default:
+			b.onDrop()
 			if sub.dropped.Add(1) == 1 {
 				b.log.Warn("container events subscriber is too slow; dropping events", "buffer", eventBuffer)
 			}

@@ -22,8 +22,11 @@ func (s *RuntimeServer) watchPod(id string, pod PodRuntime) {
 	if mon == nil {
 		return
 	}
+	s.opts.Metrics.monitorWatched(1)
 	go func() {
-		if mon.Wait(s.watchCtx) == nil && !mon.Stopping() {
+		err := mon.Wait(s.watchCtx)
+		s.opts.Metrics.monitorWatched(-1) // the monitor exited, or its pod was removed (Close)
+		if err == nil && !mon.Stopping() {
 			s.onMonitorExit(id)
 		}
 	}()

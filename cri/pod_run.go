@@ -95,6 +95,7 @@ func (s *RuntimeServer) runPod(ctx context.Context, id string, r *runtimeapi.Run
 	s.sandbox[id] = pod
 	s.mu.Unlock()
 	s.watchPod(id, pod)
+	s.opts.Metrics.podStarted(time.Since(time.Unix(0, rec.CreatedAt)))
 	log.Info("pod ready", "name", r.GetConfig().GetMetadata().GetName(), "namespace", r.GetConfig().GetMetadata().GetNamespace(), "ips", ips)
 	s.emitPodEvent(rec, runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT, runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT)
 	return nil

@@ -38,6 +38,11 @@ type RuntimeOptions struct {
 	// CDI resolves the containers' CDI devices; nil when [cdi] enabled = false.
 	CDI    CDIDevices
 	Logger *slog.Logger
+	// Metrics records pod and container starts, exits, monitors and dropped events; nil records nothing.
+	Metrics *Metrics
+	// PodCIDRChanged is given the kubelet's pod CIDRs (UpdateRuntimeConfig) when they change; nil when nothing uses
+	// them (no cni.conf_template).
+	PodCIDRChanged func(ctx context.Context, cidrs []string) error
 }
 
 // AppArmorDefault is the keeper of the default AppArmor profile.
@@ -66,7 +71,8 @@ type RuntimeServer struct {
 	stopWatch context.CancelFunc
 
 	mu       sync.Mutex
-	podCIDR  string                // from UpdateRuntimeConfig; kept for the network stage
+	podCIDR  string                // from UpdateRuntimeConfig, as the kubelet wrote it
+	cidrMu   sync.Mutex            // serialises UpdateRuntimeConfig (runtime_config.go)
 	sandbox  map[string]PodRuntime // live pod runtimes by pod id
 	podLocks keylock.Map           // RunPodSandbox, Stop/RemovePodSandbox exclusive, CreateContainer shared; taken first
 	ctrLocks keylock.Map           // serialises calls on one container
@@ -79,7 +85,7 @@ func NewRuntimeServer(opts RuntimeOptions) (*RuntimeServer, error) {
 	if s.log == nil {
 		s.log = slog.Default()
 	}
-	s.events, s.layers = newEventBus(s.log), newLayerUsage(s.log)
+	s.events, s.layers = newEventBus(s.log, opts.Metrics.eventDropped), newLayerUsage(s.log)
 	s.watchCtx, s.stopWatch = context.WithCancel(context.Background())
 	if opts.RootDir == "" {
 		return s, nil // runtime-info only (tests of Version/Status)
