@@ -44,11 +44,16 @@ func (s *RuntimeServer) PodSandboxStatus(ctx context.Context, r *runtimeapi.PodS
 }
 
 func (s *RuntimeServer) podStatus(rec podRecord) *runtimeapi.PodSandboxStatus {
+	return s.podStatusIn(rec, rec.State)
+}
+
+// podStatusIn is the status of the pod as if it were in state (an event's, which may be past).
+func (s *RuntimeServer) podStatusIn(rec podRecord, state podState) *runtimeapi.PodSandboxStatus {
 	cfg := rec.Config
 	st := &runtimeapi.PodSandboxStatus{
 		Id:             rec.ID,
 		Metadata:       cfg.GetMetadata(),
-		State:          podStateCRI(rec.State),
+		State:          podStateCRI(state),
 		CreatedAt:      rec.CreatedAt,
 		Labels:         cfg.GetLabels(),
 		Annotations:    cfg.GetAnnotations(),
@@ -56,7 +61,7 @@ func (s *RuntimeServer) podStatus(rec podRecord) *runtimeapi.PodSandboxStatus {
 		Linux: &runtimeapi.LinuxPodSandboxStatus{Namespaces: &runtimeapi.Namespace{
 			Options: cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()}},
 	}
-	if len(rec.IPs) > 0 && rec.State == podReady {
+	if len(rec.IPs) > 0 && state == podReady {
 		st.Network = &runtimeapi.PodSandboxNetworkStatus{Ip: rec.IPs[0]}
 		for _, ip := range rec.IPs[1:] {
 			st.Network.AdditionalIps = append(st.Network.AdditionalIps, &runtimeapi.PodIP{Ip: ip})

@@ -45,10 +45,7 @@ func (s *RuntimeServer) stopPod(ctx context.Context, id string) error {
 			return fmt.Errorf("stop pod %s: %w", id, err)
 		}
 	}
-	rec, err := s.pods.Update(id, func(p *podRecord) error {
-		p.State = podNotReady
-		return nil
-	})
+	rec, err := s.pods.Update(id, func(p *podRecord) error { return p.transition(podNotReady) })
 	if err == nil {
 		s.emitPodEvent(rec, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT)
 	}

@@ -72,7 +72,7 @@ type RuntimeServer struct {
 
 // NewRuntimeServer opens the records and reconciles them with what runs on the host (recover.go).
 func NewRuntimeServer(opts RuntimeOptions) (*RuntimeServer, error) {
-	s := &RuntimeServer{opts: opts, log: opts.Logger, podNames: newNames(), ctrNames: newNames(),
+	s := &RuntimeServer{opts: opts, log: opts.Logger, podNames: newNames("pod sandbox"), ctrNames: newNames("container"),
 		sandbox: map[string]PodRuntime{}}
 	if s.log == nil {
 		s.log = slog.Default()
