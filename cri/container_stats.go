@@ -21,7 +21,7 @@ func (s *RuntimeServer) ContainerStats(ctx context.Context, r *runtimeapi.Contai
 	if id == "" {
 		return nil, errdefs.InvalidArgument("container_id", "must be set")
 	}
-	rec, ok := s.findContainer(id)
+	rec, ok := s.containers.Find(id)
 	if !ok || rec.State == ctrCreating {
 		return nil, errdefs.NotFound("container", id)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -16,7 +15,7 @@ func (s *RuntimeServer) PodSandboxStatus(ctx context.Context, r *runtimeapi.PodS
 	if id == "" {
 		return nil, errdefs.InvalidArgument("pod_sandbox_id", "must be set")
 	}
-	rec, ok := s.findPod(id)
+	rec, ok := s.pods.Find(id)
 	if !ok {
 		return nil, errdefs.NotFound("pod sandbox", id)
 	}
@@ -75,23 +74,6 @@ func podStateCRI(s podState) runtimeapi.PodSandboxState {
 		return runtimeapi.PodSandboxState_SANDBOX_READY
 	}
 	return runtimeapi.PodSandboxState_SANDBOX_NOTREADY
-}
-
-// findPod finds a pod by its id or a unique id prefix, as crictl lets operators type.
-func (s *RuntimeServer) findPod(id string) (podRecord, bool) {
-	if rec, ok := s.pods.Get(id); ok {
-		return rec, true
-	}
-	var found []podRecord
-	for _, p := range s.pods.List() {
-		if strings.HasPrefix(p.ID, id) {
-			found = append(found, p)
-		}
-	}
-	if len(found) == 1 {
-		return found[0], true
-	}
-	return podRecord{}, false
 }
 
 func (s *RuntimeServer) sandboxPod(id string) PodRuntime {
