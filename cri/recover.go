@@ -55,7 +55,26 @@ func (s *RuntimeServer) Recover(ctx context.Context) error {
 		}
 	}
 	s.releaseLostImageUsers()
+	s.collectNetworks(ctx)
 	return nil
+}
+
+// collectNetworks deletes the network attachments of pods that are not ready: their Stop or Remove did not finish
+// it, or the attachment was left by a pod whose record is gone. It runs before berthd serves, so that no pod is set
+// up meanwhile; a failure is logged, and the next start tries again.
+func (s *RuntimeServer) collectNetworks(ctx context.Context) {
+	if s.opts.NetworkGC == nil {
+		return
+	}
+	var live []string
+	for _, rec := range s.pods.List() {
+		if rec.State == podReady {
+			live = append(live, rec.ID)
+		}
+	}
+	if err := s.opts.NetworkGC(ctx, live); err != nil {
+		s.log.Warn("recover: pod network attachments of pods that are gone were not all deleted", "err", err)
+	}
 }
 
 func (s *RuntimeServer) recoverPod(ctx context.Context, rec podRecord, rp RecoveredPod, live bool) {

@@ -23,6 +23,9 @@ type RuntimeOptions struct {
 	CgroupDriver string
 	// NetworkStatus returns nil when the pod network is ready, else an error saying exactly what is missing.
 	NetworkStatus func() error
+	// NetworkGC deletes the pod network attachments of every pod but those live (cni.Network.GC); recovery calls
+	// it once the records are reconciled. nil: nothing to collect.
+	NetworkGC func(ctx context.Context, live []string) error
 	// Config is the effective configuration (secrets redacted), shown by a verbose Status.
 	Config any
 
