@@ -84,6 +84,9 @@ const (
 	// Not in faultOps (fuzz seeds keep their meaning).
 	opPodCreateHalf = "sandboxes.Create, rollback" // the pod's stages and its rollback fail: the half-made pod is returned
 	opNetworkGC     = "network.GC"
+	opImageStatus   = "images.Status"
+	opImageRemove   = "images.Remove"
+	opFsInfo        = "images.FsInfo"
 )
 
 // faultOps are the steps a fuzz input may fail, by bit: append only, so that the seeds keep their meaning.
@@ -259,6 +262,9 @@ func (f fakeImages) find(ref string) (*fakeImage, error) {
 func (f fakeImages) Status(ref string) (image.Image, error) {
 	f.h.mu.Lock()
 	defer f.h.mu.Unlock()
+	if err := f.h.failing(opImageStatus); err != nil {
+		return image.Image{}, err
+	}
 	fi, err := f.find(ref)
 	if err != nil {
 		return image.Image{}, err
@@ -282,6 +288,9 @@ func (f fakeImages) List() []image.Image {
 func (f fakeImages) Remove(ref string) error {
 	f.h.mu.Lock()
 	defer f.h.mu.Unlock()
+	if err := f.h.failing(opImageRemove); err != nil {
+		return err
+	}
 	fi, err := f.find(ref)
 	if err != nil {
 		return err
@@ -295,6 +304,11 @@ func (f fakeImages) Remove(ref string) error {
 }
 
 func (f fakeImages) FsInfo(context.Context) (image.FsUsage, error) {
+	f.h.mu.Lock()
+	defer f.h.mu.Unlock()
+	if err := f.h.failing(opFsInfo); err != nil {
+		return image.FsUsage{}, err
+	}
 	return image.FsUsage{Mountpoint: f.h.root, Timestamp: time.Now()}, nil
 }
 

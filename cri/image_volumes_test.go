@@ -56,6 +56,7 @@ func must[T any](v T, err error) T {
 }
 
 func TestAcquireImageVolumes(t *testing.T) {
+	needsRoot(t)
 	svc, root, ref, img := pulledImage(t)
 	s := &RuntimeServer{opts: RuntimeOptions{Images: HostImages(svc)}}
 	volume := func(ro bool) *runtimeapi.Mount {

@@ -396,3 +396,66 @@ func TestFakeIDPrefix(t *testing.T) {
 		t.Fatalf("PodSandboxStatus by prefix: %v, %v", r.GetStatus().GetId(), err)
 	}
 }
+
+// The image service over the fake store: each RPC's happy path, and its failing store call or bad request.
+func TestFakeImageService(t *testing.T) {
+	ctx := context.Background()
+	spec := &runtimeapi.ImageSpec{Image: testImage}
+	pull := func(s *ImageServer) error {
+		_, err := s.PullImage(ctx, &runtimeapi.PullImageRequest{Image: spec})
+		return err
+	}
+	status := func(s *ImageServer) error {
+		_, err := s.ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: spec, Verbose: true})
+		return err
+	}
+	remove := func(s *ImageServer) error {
+		_, err := s.RemoveImage(ctx, &runtimeapi.RemoveImageRequest{Image: spec})
+		return err
+	}
+	fsInfo := func(s *ImageServer) error {
+		_, err := s.ImageFsInfo(ctx, &runtimeapi.ImageFsInfoRequest{})
+		return err
+	}
+	for name, tc := range map[string]struct {
+		fail string
+		call func(s *ImageServer) error
+		code codes.Code
+	}{
+		"PullImage":             {call: pull, code: codes.OK},
+		"PullImage: no image":   {call: func(s *ImageServer) error { _, err := s.PullImage(ctx, &runtimeapi.PullImageRequest{}); return err }, code: codes.InvalidArgument},
+		"PullImage: pull":       {fail: opPull, call: pull, code: codes.Unavailable},
+		"ImageStatus":           {call: status, code: codes.OK},
+		"ImageStatus: store":    {fail: opImageStatus, call: status, code: codes.Unavailable},
+		"ImageStatus: no image": {call: func(s *ImageServer) error { _, err := s.ImageStatus(ctx, &runtimeapi.ImageStatusRequest{}); return err }, code: codes.InvalidArgument},
+		"RemoveImage":           {call: remove, code: codes.OK},
+		"RemoveImage: store":    {fail: opImageRemove, call: remove, code: codes.Unavailable},
+		"ImageFsInfo":           {call: fsInfo, code: codes.OK},
+		"ImageFsInfo: store":    {fail: opFsInfo, call: fsInfo, code: codes.Unavailable},
+		"ListImages": {call: func(s *ImageServer) error {
+			list, err := s.ListImages(ctx, &runtimeapi.ListImagesRequest{})
+			if err == nil && len(list.GetImages()) != 1 {
+				err = fmt.Errorf("listed %v, want the pulled image", list.GetImages())
+			}
+			return err
+		}, code: codes.OK},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s, h := newTestImageServer(t)
+			if tc.fail != opPull {
+				if err := pull(s); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.fail != "" {
+				h.fail(tc.fail, errDown)
+			}
+			if got := grpcCode(tc.call(s)); got != tc.code {
+				t.Fatalf("code %v, want %v", got, tc.code)
+			}
+			if tc.fail == opPull && len(h.images) != 0 {
+				t.Fatalf("a failed pull left images: %v", h.images)
+			}
+		})
+	}
+}
