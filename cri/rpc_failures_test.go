@@ -119,6 +119,14 @@ func createCall(cfg func() *runtimeapi.ContainerConfig) func(e *rpcEnv) error {
 
 func newCtr() *runtimeapi.ContainerConfig { return testContainerConfig("new") }
 
+// newCtrWithAbsentVolume has two image volumes, the second of an image that was not pulled.
+func newCtrWithAbsentVolume() *runtimeapi.ContainerConfig {
+	c := newCtrWithImageVolume()
+	c.Mounts = append(c.Mounts, &runtimeapi.Mount{ContainerPath: "/absent", Readonly: true,
+		Image: &runtimeapi.ImageSpec{Image: "registry.test/absent:1"}})
+	return c
+}
+
 func newCtrWithImageVolume() *runtimeapi.ContainerConfig {
 	c := testContainerConfig("new")
 	c.Mounts = []*runtimeapi.Mount{{ContainerPath: "/img", Readonly: true, Image: &runtimeapi.ImageSpec{Image: testImage}}}
@@ -233,9 +241,10 @@ func rpcFailures() map[string]rpcFailure {
 		}, code: codes.NotFound},
 		"CreateContainer: image acquire": {fails: []string{opAcquire}, err: errdefs.NotFound("image", testImage),
 			call: createCall(newCtr), code: codes.NotFound},
-		"CreateContainer: image volume acquire": {fails: []string{opAcquire}, call: createCall(newCtrWithImageVolume), code: codes.Unavailable},
-		"CreateContainer: rootfs mount":         {fails: []string{opMount}, call: createCall(newCtr), code: codes.Unavailable},
-		"CreateContainer: image volume mount":   {fails: []string{opMountRO}, call: createCall(newCtrWithImageVolume), code: codes.Unavailable},
+		// The first volume's image was acquired: the undo releases it.
+		"CreateContainer: image volume not pulled": {call: createCall(newCtrWithAbsentVolume), code: codes.NotFound},
+		"CreateContainer: rootfs mount":            {fails: []string{opMount}, call: createCall(newCtr), code: codes.Unavailable},
+		"CreateContainer: image volume mount":      {fails: []string{opMountRO}, call: createCall(newCtrWithImageVolume), code: codes.Unavailable},
 		"CreateContainer: monitor create": {fails: []string{opMonitorCreate}, err: errdefs.InvalidArgument("bundle", "bad"),
 			call: createCall(newCtr), code: codes.InvalidArgument},
 		"CreateContainer: monitor panics": {fails: []string{opMonitorCreate}, err: fakePanic("bug"), call: createCall(newCtr), code: codes.Internal},
