@@ -93,6 +93,8 @@ func (s *RuntimeServer) abandonPod(ctx context.Context, log *slog.Logger, rec po
 	return fmt.Errorf("%w (and its rollback failed: %v)", cause, err)
 }
 
+// undoPod is the one undo of a pod in cri/ (a failed RunPodSandbox, RemovePodSandbox, recovery): the pod's runtime
+// removed (the sandbox manager's stage undos), then its record. cause is why a creation failed, nil for a removal.
 func (s *RuntimeServer) undoPod(ctx context.Context, rec podRecord, pod PodRuntime, cause error) error {
 	switch {
 	case pod != nil:

@@ -80,14 +80,7 @@ func (s *RuntimeServer) RemovePodSandbox(ctx context.Context, r *runtimeapi.Remo
 			return nil, fmt.Errorf("remove pod %s: %w", id, err)
 		}
 	}
-	cctx, cancel := cleanupContext(ctx)
-	defer cancel()
-	if pod := s.sandboxPod(id); pod != nil {
-		if err := pod.Remove(cctx); err != nil {
-			return nil, fmt.Errorf("remove pod %s: %w", id, err)
-		}
-	}
-	if err := s.pods.Delete(id); err != nil {
+	if err := s.undoPod(ctx, rec, s.sandboxPod(id), nil); err != nil {
 		return nil, fmt.Errorf("remove pod %s: %w", id, err)
 	}
 	s.mu.Lock()

@@ -81,16 +81,12 @@ func (s *RuntimeServer) recoverPod(ctx context.Context, rec podRecord, rp Recove
 	log := s.log.With("pod", rec.ID)
 	if rec.State == podCreating {
 		log.Info("recover: rolling back a pod creation that did not finish")
+		var pod PodRuntime
 		if live {
-			if err := rp.Pod.Remove(ctx); err != nil {
-				log.Error("recover: pod rollback failed; the pod stays, not ready, for RemovePodSandbox to finish", "err", err)
-				s.keepHalfMadePod(rec, rp.Pod)
-				return
-			}
+			pod = rp.Pod
 		}
-		if err := s.pods.Delete(rec.ID); err != nil {
-			log.Error("recover: delete the record of a rolled back pod", "err", err)
-		}
+		// abandonPod logs a failed rollback and keeps the pod; its error is for a caller, and there is none.
+		s.abandonPod(ctx, log, rec, pod, errors.New("berthd stopped while it created the pod"))
 		return
 	}
 	if live {
