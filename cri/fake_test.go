@@ -87,6 +87,7 @@ const (
 	opImageStatus   = "images.Status"
 	opImageRemove   = "images.Remove"
 	opFsInfo        = "images.FsInfo"
+	opReopenLog     = "monitor.ReopenLog"
 )
 
 // faultOps are the steps a fuzz input may fail, by bit: append only, so that the seeds keep their meaning.
@@ -629,6 +630,9 @@ func (m *fakeMonitor) Remove(_ context.Context, id string) error {
 func (m *fakeMonitor) ReopenLog(_ context.Context, id string) error {
 	m.h.mu.Lock()
 	defer m.h.mu.Unlock()
+	if err := m.h.failing(opReopenLog); err != nil {
+		return err
+	}
 	_, err := m.ctr(id)
 	return err
 }

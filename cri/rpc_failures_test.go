@@ -239,6 +239,16 @@ func rpcFailures() map[string]rpcFailure {
 			_, err := e.s.CreateContainer(context.Background(), &runtimeapi.CreateContainerRequest{PodSandboxId: "nope", Config: newCtr()})
 			return err
 		}, code: codes.NotFound},
+		"CreateContainer: pod not ready": {call: func(e *rpcEnv) error {
+			if _, err := e.s.StopPodSandbox(context.Background(), &runtimeapi.StopPodSandboxRequest{PodSandboxId: e.pod}); err != nil {
+				return err
+			}
+			return createCall(newCtr)(e)
+		}, code: codes.FailedPrecondition, after: func(t *testing.T, e *rpcEnv) {
+			if n := len(e.s.containers.List()); n != 2 {
+				t.Fatalf("%d containers, want the two there were", n)
+			}
+		}},
 		"CreateContainer: image acquire": {fails: []string{opAcquire}, err: errdefs.NotFound("image", testImage),
 			call: createCall(newCtr), code: codes.NotFound},
 		// The first volume's image was acquired: the undo releases it.
@@ -336,6 +346,23 @@ func rpcFailures() map[string]rpcFailure {
 			_, err := e.s.ReopenContainerLog(context.Background(), &runtimeapi.ReopenContainerLogRequest{ContainerId: "nope"})
 			return err
 		}, code: codes.NotFound},
+		"ReopenContainerLog: created": {call: func(e *rpcEnv) error {
+			_, err := e.s.ReopenContainerLog(context.Background(), &runtimeapi.ReopenContainerLogRequest{ContainerId: e.created})
+			return err
+		}, code: codes.FailedPrecondition},
+		"ReopenContainerLog: monitor": {fails: []string{opReopenLog}, call: func(e *rpcEnv) error {
+			_, err := e.s.ReopenContainerLog(context.Background(), &runtimeapi.ReopenContainerLogRequest{ContainerId: e.running})
+			return err
+		}, code: codes.Unavailable},
+		"ExecSync: created": {call: func(e *rpcEnv) error {
+			_, err := e.s.ExecSync(context.Background(), &runtimeapi.ExecSyncRequest{ContainerId: e.created, Cmd: []string{"true"}})
+			return err
+		}, code: codes.FailedPrecondition},
+		"UpdateRuntimeConfig: bad pod CIDR": {call: func(e *rpcEnv) error {
+			_, err := e.s.UpdateRuntimeConfig(context.Background(), &runtimeapi.UpdateRuntimeConfigRequest{RuntimeConfig: &runtimeapi.RuntimeConfig{
+				NetworkConfig: &runtimeapi.NetworkConfig{PodCidr: "10.88.0.0/33"}}})
+			return err
+		}, code: codes.InvalidArgument},
 		"ContainerStatus: unknown": {call: func(e *rpcEnv) error {
 			_, err := e.s.ContainerStatus(context.Background(), &runtimeapi.ContainerStatusRequest{ContainerId: "nope"})
 			return err
