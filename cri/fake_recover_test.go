@@ -3,6 +3,7 @@ package cri
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -224,4 +225,43 @@ func TestFakeContainerEvents(t *testing.T) {
 	}
 	cancel()
 	<-done
+}
+
+// A pod whose ready record cannot be written is rolled back; when that rollback fails too, the pod stays listed with
+// its runtime known, so that RemovePodSandbox removes the runtime. (It used to drop both errors: the runtime was
+// forgotten, and RemovePodSandbox deleted the record and left it.)
+func TestFakeRunPodReadyRecordFails(t *testing.T) {
+	s, h := newTestRuntimeServer(t)
+	ctx := context.Background()
+	release := h.hold(opPodCreate)
+	defer release()
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: testPodConfig("web")})
+		done <- err
+	}()
+	waitFor(t, func() bool { return len(s.pods.List()) == 1 }) // the creating record is written; the pod is held
+	podsDir := filepath.Join(s.opts.RootDir, "pods")
+	if err := os.Rename(podsDir, podsDir+".away"); err != nil { // no record of the pod can be written now
+		t.Fatal(err)
+	}
+	h.fail(opPodRemove, errDown)
+	release()
+	if err := <-done; err == nil {
+		t.Fatal("RunPodSandbox succeeded without its record")
+	}
+	if err := os.Rename(podsDir+".away", podsDir); err != nil {
+		t.Fatal(err)
+	}
+	h.fail(opPodRemove, nil)
+	pods := s.pods.List()
+	if len(pods) != 1 {
+		t.Fatalf("pods after a failed rollback: %v, want the pod kept", pods)
+	}
+	if _, err := s.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: pods[0].ID}); err != nil {
+		t.Fatalf("RemovePodSandbox: %v", err)
+	}
+	if len(h.pods) != 0 || len(s.pods.List()) != 0 {
+		t.Fatalf("left after RemovePodSandbox: runtimes %v, records %v", h.pods, s.pods.List())
+	}
 }
