@@ -3,6 +3,7 @@ package cri
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -493,5 +494,30 @@ func TestFakeImageService(t *testing.T) {
 				t.Fatalf("a failed pull left images: %v", h.images)
 			}
 		})
+	}
+}
+
+// Every RPC berth implements has its failure cases in rpcFailures or TestFakeImageService, or is listed here with
+// why it has none.
+func TestFakeEveryRPCHasFailures(t *testing.T) {
+	none := map[string]string{
+		"Version": "answers from constants", "ListPodSandbox": "served from memory", "ListContainers": "served from memory",
+		"ListContainerStats": "skips what it cannot measure", "ListPodSandboxStats": "skips what it cannot measure",
+		"Status": "reports failures as conditions", "RuntimeConfig": "answers from the config",
+		"ListMetricDescriptors": "answers from constants", "ListPodSandboxMetrics": "skips what it cannot measure",
+		"ListImages": "served from memory",
+		// Not implemented: the embedded Unimplemented server answers.
+		"CheckpointContainer": "unimplemented", "CheckpointPod": "unimplemented", "RestorePod": "unimplemented",
+		"UpdatePodSandboxResources": "unimplemented",
+	}
+	image := []string{"PullImage", "ImageStatus", "RemoveImage", "ImageFsInfo"} // TestFakeImageService
+	cases := rpcFailures()
+	for _, rpc := range append(slices.Clone(runtimeRPCs), imageRPCs...) {
+		if _, ok := none[rpc]; ok || slices.Contains(image, rpc) {
+			continue
+		}
+		if !slices.ContainsFunc(slices.Collect(maps.Keys(cases)), func(k string) bool { return strings.HasPrefix(k, rpc+":") }) {
+			t.Errorf("RPC %s has no failure case", rpc)
+		}
 	}
 }
