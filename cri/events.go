@@ -138,12 +138,12 @@ func (s *RuntimeServer) emitPodEvent(rec podRecord, types ...runtimeapi.Containe
 	}
 	statuses := s.eventContainerStatuses(rec.ID)
 	for _, t := range types {
-		rec.State = podNotReady
+		state := podNotReady
 		if t == runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT || t == runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT {
-			rec.State = podReady
+			state = podReady
 		}
 		s.events.publish(&runtimeapi.ContainerEventResponse{ContainerId: rec.ID, ContainerEventType: t,
-			CreatedAt: time.Now().UnixNano(), PodSandboxStatus: s.podStatus(rec), ContainersStatuses: statuses})
+			CreatedAt: time.Now().UnixNano(), PodSandboxStatus: s.podStatusIn(rec, state), ContainersStatuses: statuses})
 	}
 }
 

@@ -23,6 +23,9 @@ type RuntimeOptions struct {
 	CgroupDriver string
 	// NetworkStatus returns nil when the pod network is ready, else an error saying exactly what is missing.
 	NetworkStatus func() error
+	// NetworkGC deletes the pod network attachments of every pod but those live (cni.Network.GC); recovery calls
+	// it once the records are reconciled. nil: nothing to collect.
+	NetworkGC func(ctx context.Context, live []string) error
 	// Config is the effective configuration (secrets redacted), shown by a verbose Status.
 	Config any
 
@@ -80,7 +83,7 @@ type RuntimeServer struct {
 
 // NewRuntimeServer opens the records and reconciles them with what runs on the host (recover.go).
 func NewRuntimeServer(opts RuntimeOptions) (*RuntimeServer, error) {
-	s := &RuntimeServer{opts: opts, log: opts.Logger, podNames: newNames(), ctrNames: newNames(),
+	s := &RuntimeServer{opts: opts, log: opts.Logger, podNames: newNames("pod sandbox"), ctrNames: newNames("container"),
 		sandbox: map[string]PodRuntime{}}
 	if s.log == nil {
 		s.log = slog.Default()

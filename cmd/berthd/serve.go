@@ -217,6 +217,7 @@ func newRuntime(ctx context.Context, cfg config.Config, usernsGID int, images *i
 	rt, err := cri.NewRuntimeServer(cri.RuntimeOptions{
 		CgroupDriver:  driver,
 		NetworkStatus: network.Ready,
+		NetworkGC:     network.GC,
 		Config:        json.RawMessage(cfgJSON),
 		RootDir:       cfg.RootDir,
 		Images:        cri.HostImages(images),
@@ -237,20 +238,6 @@ func newRuntime(ctx context.Context, cfg config.Config, usernsGID int, images *i
 	if err := rt.Recover(ctx); err != nil {
 		rt.Close()
 		return nil, err
-	}
-	// Before serving, so that no pod is set up meanwhile: the attachments of pods that are not ready are deleted.
-	ready, err := rt.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{Filter: &runtimeapi.PodSandboxFilter{
-		State: &runtimeapi.PodSandboxStateValue{State: runtimeapi.PodSandboxState_SANDBOX_READY}}})
-	if err != nil {
-		rt.Close()
-		return nil, err
-	}
-	live := make([]string, 0, len(ready.GetItems()))
-	for _, p := range ready.GetItems() {
-		live = append(live, p.GetId())
-	}
-	if err := network.GC(ctx, live); err != nil {
-		log.Warn("pod network attachments of pods that are gone were not all deleted", "err", err)
 	}
 	return rt, nil
 }
