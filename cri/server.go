@@ -25,6 +25,8 @@ type RuntimeOptions struct {
 	NetworkStatus func() error
 	// Config is the effective configuration (secrets redacted), shown by a verbose Status.
 	Config any
+	// RuntimeHandlers are the configured RuntimeClass handlers besides "" and "runc".
+	RuntimeHandlers []RuntimeHandler
 
 	RootDir    string // records live in <root>/pods and <root>/containers, writable layers in <root>/containers/<id>
 	Images     Images

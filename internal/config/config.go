@@ -47,6 +47,9 @@ type Config struct {
 	Registry RegistryConfig `toml:"registry"`
 	Stream   StreamConfig   `toml:"stream"`
 	Metrics  MetricsConfig  `toml:"metrics"`
+	// Runtimes are the RuntimeClass handlers besides "" and "runc" (libcontainer, in berth-monitor), keyed by
+	// handler name as in [runtimes.crun]. A handler table in a later file replaces that handler's whole entry.
+	Runtimes map[string]RuntimeConfig `toml:"runtimes"`
 }
 
 type LogConfig struct {
@@ -192,7 +195,8 @@ func Default() Config {
 			// 64 MiB download may fill any disk. Images that hold models may need more.
 			MaxUnpackedSize: 64 << 30,
 		},
-		Stream: StreamConfig{Address: "127.0.0.1"},
+		Stream:   StreamConfig{Address: "127.0.0.1"},
+		Runtimes: map[string]RuntimeConfig{},
 	}
 }
 

@@ -132,6 +132,9 @@ func (c *Config) Validate() error {
 
 	v.stream(c.Stream)
 	v.metrics(c.Metrics)
+	for _, name := range slices.Sorted(maps.Keys(c.Runtimes)) {
+		v.runtime(name, c.Runtimes[name])
+	}
 	return errors.Join(v.errs...)
 }
 
