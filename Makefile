@@ -17,7 +17,7 @@ CNI_BIN   ?= /opt/cni/bin
 # systemd leg: the installer and berthd.service on its systemd).
 VM_NODES  ?= debian12 debian11
 
-.PHONY: all build installer install run deps test unit integration critest installer-e2e test-vm fuzz bench lint clean
+.PHONY: all build installer install run deps test unit integration critest critest-crun installer-e2e test-vm fuzz bench lint clean
 
 all: build
 
@@ -50,7 +50,7 @@ run: deps install
 	hack/install-cni.sh "$(CNI_BIN)" /etc/cni/net.d
 	$(PREFIX)/bin/berthd
 
-test: deps lint unit integration fuzz installer-e2e critest test-vm
+test: deps lint unit integration fuzz installer-e2e critest critest-crun test-vm
 
 unit:
 	$(GO) test -race -count=1 ./...
@@ -60,6 +60,11 @@ integration: build
 
 critest:
 	hack/critest.sh
+
+# critest-crun: critest against the RuntimeClass handler crun (Debian's crun, an OCI runtime binary under the pod
+# monitor), with hack/critest-skips-crun.txt added to the skips.
+critest-crun:
+	BERTH_CRITEST_HANDLER=crun hack/critest.sh
 
 installer-e2e:
 	hack/installer-e2e.sh
