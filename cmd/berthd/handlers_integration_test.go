@@ -185,3 +185,60 @@ func waitExited(t *testing.T, rt runtimeapi.RuntimeServiceClient, id string, cod
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestRuntimeHandlerCrunRecovery kills berthd with SIGKILL while a crun container runs and logs: after the restart
+// it still runs, logs, execs and stops with its exit code, and its removal leaves nothing of crun's or berth's.
+func TestRuntimeHandlerCrunRecovery(t *testing.T) {
+	d, crun := crunDaemon(t)
+	rt, _ := d.startWithTestImage(t)
+	pc := podConfig(d.dir, "crun-recovery")
+	pr, err := rt.RunPodSandbox(ctx(t), &runtimeapi.RunPodSandboxRequest{Config: pc, RuntimeHandler: "crun"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := rt.CreateContainer(ctx(t), &runtimeapi.CreateContainerRequest{PodSandboxId: pr.PodSandboxId,
+		Config: containerConfig("ticker", "sh", "-c", "trap 'exit 43' TERM; i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done"), SandboxConfig: pc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.StartContainer(ctx(t), &runtimeapi.StartContainerRequest{ContainerId: c.ContainerId}); err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(d.dir, "logs", "crun-recovery", "ticker.log")
+	waitLog(t, logPath, "tick 3")
+
+	d.kill9(t)
+	size := fileSize(logPath)
+	time.Sleep(500 * time.Millisecond)
+	d.start(t)
+	rt, _ = d.clients(t)
+	if st := containerState(t, rt, c.ContainerId); st.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		t.Fatalf("after the restart the container is %v", st.State)
+	}
+	if fileSize(logPath) <= size {
+		t.Errorf("the container did not log while berthd was down")
+	}
+	ex, err := rt.ExecSync(ctx(t), &runtimeapi.ExecSyncRequest{ContainerId: c.ContainerId, Timeout: 10, Cmd: []string{"echo", "back"}})
+	if err != nil || ex.ExitCode != 0 || string(ex.Stdout) != "back\n" {
+		t.Fatalf("ExecSync after the restart: %v, exit %d, stdout %q", err, ex.GetExitCode(), ex.GetStdout())
+	}
+	if _, err := rt.StopContainer(ctx(t), &runtimeapi.StopContainerRequest{ContainerId: c.ContainerId, Timeout: 10}); err != nil {
+		t.Fatal(err)
+	}
+	waitExited(t, rt, c.ContainerId, 43)
+	if _, err := rt.StopPodSandbox(ctx(t), &runtimeapi.StopPodSandboxRequest{PodSandboxId: pr.PodSandboxId}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.RemovePodSandbox(ctx(t), &runtimeapi.RemovePodSandboxRequest{PodSandboxId: pr.PodSandboxId}); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{"root", "containers"} {
+		p := filepath.Join(d.dir, "state", "runtimes", "crun", dir, c.ContainerId)
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s is left (%v)", p, err)
+		}
+	}
+	if out, err := exec.Command(crun, "--root", filepath.Join(d.dir, "state", "runtimes", "crun", "root"), "list", "-q").Output(); err != nil || strings.TrimSpace(string(out)) != "" {
+		t.Errorf("crun list after the pod's removal: %v %q", err, out)
+	}
+}
