@@ -45,12 +45,10 @@ func (r *Runtime) Create(id, bundle string, spec *specs.Spec, hio ctr.HelperIO) 
 		}
 		return res, fmt.Errorf("container %s: record: %w", id, err)
 	}
-	created := false
 	defer func() {
 		if retErr != nil {
-			if created {
-				r.delete(id)
-			}
+			// Also after a failed or timed-out create: the binary may have made its state, and init, by then.
+			r.delete(id)
 			os.RemoveAll(dir)
 		}
 	}()
@@ -71,7 +69,6 @@ func (r *Runtime) Create(id, bundle string, spec *specs.Spec, hio ctr.HelperIO) 
 	if err := r.run(context.Background(), call{args: append(args, id), stdin: hio.Stdin, stdout: hio.Stdout, stderr: hio.Stderr}); err != nil {
 		return res, fmt.Errorf("container %s: %w", id, err)
 	}
-	created = true
 	if console != nil {
 		if err := console.forward(hio.ConsoleSocket); err != nil {
 			return res, fmt.Errorf("container %s: terminal: %w", id, err)

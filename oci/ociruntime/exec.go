@@ -61,6 +61,11 @@ func (r *Runtime) Exec(ctx context.Context, id string, p ctr.ExecProcess, hio ct
 		args = append(args, "--console-socket", console.path)
 	}
 	if err := r.run(ctx, call{args: append(args, id), stdin: hio.Stdin, stdout: hio.Stdout, stderr: hio.Stderr}); err != nil {
+		// Killed or failed after it started the process (a cancelled exec): that one must not outlive the call.
+		if pid, perr := readPid(pidFile); perr == nil {
+			unix.Kill(pid, unix.SIGKILL)
+			wait(pid)
+		}
 		return ctr.ExitStatus{}, fmt.Errorf("exec in container %s: %w", id, err)
 	}
 	pid, err := readPid(pidFile)
