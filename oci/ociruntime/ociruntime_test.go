@@ -2,6 +2,7 @@ package ociruntime
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -192,5 +193,43 @@ func TestMissingContainer(t *testing.T) {
 		if err := r.Start(id); !errdefs.IsInvalidArgument(err) {
 			t.Errorf("Start(%q): %v, want InvalidArgument", id, err)
 		}
+	}
+}
+
+// A bundle newer than the spec version the binary states is lowered to it (crun 1.8 refuses berth's 1.2), and only
+// then; everything else in the config is kept.
+func TestFitVersion(t *testing.T) {
+	tests := map[string]struct {
+		version, bundle, want string
+	}{
+		"older runtime": {"crun version 1.8.1\nspec: 1.0.0\n", "1.2.1", "1.0.0"},
+		"same minor":    {"runc version 1.2.5\nspec: 1.2.0\n", "1.2.1", "1.2.1"},
+		"newer runtime": {"runc version 1.4.0\nspec: 1.3.0\n", "1.2.1", "1.2.1"},
+		"states none":   {"runsc version release-1\n", "1.2.1", "1.2.1"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			r := fakeRuntime(t, "printf '"+strings.ReplaceAll(tc.version, "\n", `\n`)+"'")
+			bundle := t.TempDir()
+			spec := &specs.Spec{Version: tc.bundle, Hostname: "h", Process: &specs.Process{Args: []string{"sh"}}}
+			b, _ := json.Marshal(spec)
+			if err := os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := r.fitVersion(bundle, spec); err != nil {
+				t.Fatal(err)
+			}
+			var got specs.Spec
+			b, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+			if err != nil || json.Unmarshal(b, &got) != nil {
+				t.Fatalf("config.json: %v %s", err, b)
+			}
+			if got.Version != tc.want || got.Hostname != "h" || got.Process == nil || got.Process.Args[0] != "sh" {
+				t.Errorf("config.json %s, want ociVersion %s and the rest kept", b, tc.want)
+			}
+			if spec.Version != tc.bundle {
+				t.Errorf("the caller's spec was changed to %s", spec.Version)
+			}
+		})
 	}
 }
