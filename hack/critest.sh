@@ -7,7 +7,7 @@
 # BERTH_CRITEST_HANDLER=NAME runs critest against the RuntimeClass handler NAME (-runtime-handler): berthd gets a
 # drop-in defining [runtimes.NAME] with the binary of that name on PATH (e.g. crun), the skips of
 # hack/critest-skips-NAME.txt are added, and the reports go to _output/critest-NAME.
-# The last line is "critest: N passed, N failed, N skipped"; the exit code is non-zero when a spec failed or the run
+# The last line is "critest: N passed, N failed, N skipped" ("critest (NAME): …" against a handler); the exit code is non-zero when a spec failed or the run
 # left something behind.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
