@@ -181,6 +181,7 @@ func (s *RuntimeServer) buildContainer(ctx context.Context, id string, podRec po
 	if err != nil {
 		return fmt.Errorf("create container %s: %w", id, err)
 	}
+	s.passPodAnnotations(spec, podRec.RuntimeHandler, podRec.Config.GetAnnotations())
 	if err := s.ensureAppArmor(ctx, spec.Process.ApparmorProfile); err != nil {
 		return fmt.Errorf("create container %s: %w", id, err)
 	}

@@ -2,7 +2,9 @@ package cri
 
 import (
 	"fmt"
+	"strings"
 
+	"github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berthcri/berth/internal/errdefs"
@@ -17,6 +19,8 @@ type RuntimeHandler struct {
 	RecursiveReadOnly bool
 	// UserNamespaces: berth's user-namespaced pods were tested to work with this runtime.
 	UserNamespaces bool
+	// PodAnnotations are the pod annotations its containers' OCI specs get: keys, or prefixes ending in "*".
+	PodAnnotations []string
 }
 
 // builtinHandlers run containers with libcontainer in berth-monitor.
@@ -65,4 +69,32 @@ func (s *RuntimeServer) runtimeHandlers() []*runtimeapi.RuntimeHandler {
 			RecursiveReadOnlyMounts: rro && h.RecursiveReadOnly, UserNamespaces: userns && h.UserNamespaces}})
 	}
 	return out
+}
+
+// passPodAnnotations copies into the container's spec the pod annotations its handler asks for, as containerd's
+// pod_annotations does for runtimes configured by annotations (kata, gVisor). berth's own io.kubernetes.cri.* keys
+// are kept.
+func (s *RuntimeServer) passPodAnnotations(spec *specs.Spec, handler string, annotations map[string]string) {
+	h, err := s.runtimeHandler(handler)
+	if err != nil || h == nil || len(h.PodAnnotations) == 0 {
+		return
+	}
+	for k, v := range annotations {
+		if _, ours := spec.Annotations[k]; ours || !matchAnnotation(h.PodAnnotations, k) {
+			continue
+		}
+		if spec.Annotations == nil {
+			spec.Annotations = map[string]string{}
+		}
+		spec.Annotations[k] = v
+	}
+}
+
+func matchAnnotation(patterns []string, key string) bool {
+	for _, p := range patterns {
+		if prefix, ok := strings.CutSuffix(p, "*"); ok && strings.HasPrefix(key, prefix) || p == key {
+			return true
+		}
+	}
+	return false
 }

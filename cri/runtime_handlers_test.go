@@ -2,9 +2,13 @@ package cri
 
 import (
 	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -87,6 +91,42 @@ func TestRuntimeHandlerUserNamespaces(t *testing.T) {
 		err := s.checkRuntimeHandler(&runtimeapi.RunPodSandboxRequest{Config: cfg, RuntimeHandler: handler})
 		if got := status.Code(toStatus(err)); got != code {
 			t.Errorf("handler %q: %v, want %v", handler, err, code)
+		}
+	}
+}
+
+// The handler's pod_annotations reach its containers' specs; berth's own keys are not overwritten.
+func TestPodAnnotationsPassed(t *testing.T) {
+	s, h := newTestRuntimeServer(t)
+	s.opts.RuntimeHandlers = []RuntimeHandler{{Name: "kata", PodAnnotations: []string{"io.katacontainers.*", "exact.key", "io.kubernetes.cri.*"}}}
+	if _, err := (fakeImages{h}).Pull(context.Background(), testImage, nil); err != nil {
+		t.Fatal(err)
+	}
+	for handler, want := range map[string]map[string]string{
+		"kata": {"io.katacontainers.config.hypervisor.default_vcpus": "2", "exact.key": "v"},
+		"":     {},
+	} {
+		cfg := testPodConfig("p" + handler)
+		cfg.Annotations = map[string]string{"io.katacontainers.config.hypervisor.default_vcpus": "2", "exact.key": "v",
+			"exact.key.longer": "no", "other": "no", "io.kubernetes.cri.sandbox-id": "forged"}
+		r, err := s.RunPodSandbox(context.Background(), &runtimeapi.RunPodSandboxRequest{Config: cfg, RuntimeHandler: handler})
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := createFakeContainer(t, s, r.PodSandboxId, cfg, testContainerConfig("c"))
+		rec, _ := s.containers.Get(id)
+		var spec specs.Spec
+		if err := json.Unmarshal(must(os.ReadFile(filepath.Join(rec.Bundle, "config.json"))), &spec); err != nil {
+			t.Fatal(err)
+		}
+		for k := range cfg.Annotations {
+			_, got := spec.Annotations[k]
+			if _, w := want[k]; got != w && k != "io.kubernetes.cri.sandbox-id" {
+				t.Errorf("handler %q: annotation %s in the spec: %v, want %v", handler, k, got, w)
+			}
+		}
+		if got := spec.Annotations["io.kubernetes.cri.sandbox-id"]; got != r.PodSandboxId {
+			t.Errorf("handler %q: sandbox-id annotation %q, want the pod's id", handler, got)
 		}
 	}
 }

@@ -36,7 +36,7 @@ func runtimeHandlers(ctx context.Context, cfg config.Config, systemd bool, log *
 		h := runtimeHandler{
 			binary:  ctr.Binary{Path: rc.Binary, Root: cfg.RuntimeRoot(name), ExtraArgs: rc.ExtraArgs},
 			records: cfg.RuntimeRecords(name),
-			status:  cri.RuntimeHandler{Name: name},
+			status:  cri.RuntimeHandler{Name: name, PodAnnotations: rc.PodAnnotations},
 		}
 		for _, d := range []string{h.binary.Root, h.records} {
 			if err := privdir.Make(d, privdir.Private); err != nil {

@@ -20,6 +20,9 @@ type RuntimeConfig struct {
 	SystemdCgroup *bool `toml:"systemd_cgroup,omitempty"`
 	// ExtraArgs are global options given before each command (e.g. "--debug", "--platform=ptrace").
 	ExtraArgs []string `toml:"extra_args,omitempty"`
+	// PodAnnotations are the pod annotations copied into each container's OCI spec (runtimes configured by
+	// annotations: io.katacontainers.*, dev.gvisor.*): exact keys, or prefixes ending in "*".
+	PodAnnotations []string `toml:"pod_annotations,omitempty"`
 }
 
 // RuntimeRoot is the handler's --root.
@@ -68,6 +71,11 @@ func (v *validator) runtime(name string, r RuntimeConfig) {
 			v.fail(key("extra_args"), i, "%q is not an option: commands and their arguments are berth's", a)
 		case slices.Contains(reservedArgs, opt):
 			v.fail(key("extra_args"), i, "%s is set by berth", opt)
+		}
+	}
+	for i, p := range r.PodAnnotations {
+		if prefix, _ := strings.CutSuffix(p, "*"); prefix == "" || strings.Contains(prefix, "*") {
+			v.fail(key("pod_annotations"), i, "%q is not an annotation key or a prefix ending in *", p)
 		}
 	}
 }

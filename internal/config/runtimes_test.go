@@ -33,6 +33,8 @@ func TestRuntimesErrors(t *testing.T) {
 		"extra command":   {"[runtimes.crun]\nbinary = \"/bin/sh\"\nextra_args = [\"--debug\", \"run\"]", []string{"runtimes.crun.extra_args[1]:", "not an option"}},
 		"extra root":      {"[runtimes.crun]\nbinary = \"/bin/sh\"\nextra_args = [\"--root=/x\"]", []string{"runtimes.crun.extra_args[0]:", "--root is set by berth"}},
 		"extra systemd":   {"[runtimes.crun]\nbinary = \"/bin/sh\"\nextra_args = [\"--systemd-cgroup\"]", []string{"extra_args[0]: --systemd-cgroup is set by berth"}},
+		"annotation glob": {"[runtimes.kata]\nbinary = \"/bin/sh\"\npod_annotations = [\"io.*.x\"]", []string{"runtimes.kata.pod_annotations[0]:", "prefix ending in *"}},
+		"annotation all":  {"[runtimes.kata]\nbinary = \"/bin/sh\"\npod_annotations = [\"ok\", \"*\"]", []string{"runtimes.kata.pod_annotations[1]:"}},
 		"unknown key":     {"[runtimes.crun]\nbinary = \"/bin/sh\"\npath = \"/x\"", []string{"runtimes.crun.path: unknown key"}},
 	}
 	for name, tc := range cases {
@@ -58,7 +60,7 @@ func TestRuntimesAccepted(t *testing.T) {
 	dir := writeFiles(t, map[string]string{
 		"berth.toml": "state_dir = \"/run/b\"\n[runtimes.crun]\nbinary = \"/bin/true\"\n[runtimes.gvisor]\nbinary = \"/bin/sh\"\n",
 		// A later file replaces a handler's whole table and keeps the others.
-		"berth.d/50-x.toml": "[runtimes.gvisor]\nbinary = \"/bin/true\"\nroot = \"/run/runsc\"\nsystemd_cgroup = false\nextra_args = [\"--platform=ptrace\"]\n",
+		"berth.d/50-x.toml": "[runtimes.gvisor]\nbinary = \"/bin/true\"\nroot = \"/run/runsc\"\nsystemd_cgroup = false\nextra_args = [\"--platform=ptrace\"]\npod_annotations = [\"dev.gvisor.*\", \"exact\"]\n",
 	})
 	c, err := Load(filepath.Join(dir, "berth.toml"), filepath.Join(dir, "berth.d"))
 	if err != nil {
@@ -66,8 +68,9 @@ func TestRuntimesAccepted(t *testing.T) {
 	}
 	no := false
 	want := map[string]RuntimeConfig{
-		"crun":   {Binary: "/bin/true"},
-		"gvisor": {Binary: "/bin/true", Root: "/run/runsc", SystemdCgroup: &no, ExtraArgs: []string{"--platform=ptrace"}},
+		"crun": {Binary: "/bin/true"},
+		"gvisor": {Binary: "/bin/true", Root: "/run/runsc", SystemdCgroup: &no, ExtraArgs: []string{"--platform=ptrace"},
+			PodAnnotations: []string{"dev.gvisor.*", "exact"}},
 	}
 	if !reflect.DeepEqual(c.Runtimes, want) {
 		t.Errorf("runtimes = %+v, want %+v", c.Runtimes, want)
