@@ -119,11 +119,16 @@ func TestRuntimeHandlerCrun(t *testing.T) {
 	}
 	// A timed-out exec is killed and reported as such.
 	start := time.Now()
-	if _, err := rt.ExecSync(ctx(t), &runtimeapi.ExecSyncRequest{ContainerId: server, Timeout: 1, Cmd: []string{"sleep", "60"}}); status.Code(err) != codes.DeadlineExceeded {
-		t.Errorf("ExecSync sleep 60 with timeout 1s: %v, want DeadlineExceeded", err)
+	if _, err := rt.ExecSync(ctx(t), &runtimeapi.ExecSyncRequest{ContainerId: server, Timeout: 1,
+		Cmd: []string{"sh", "-c", "sleep 61 & sleep 61"}}); status.Code(err) != codes.DeadlineExceeded {
+		t.Errorf("ExecSync sleep 61 with timeout 1s: %v, want DeadlineExceeded", err)
 	}
 	if time.Since(start) > 15*time.Second {
 		t.Errorf("ExecSync with timeout 1s took %v", time.Since(start))
+	}
+	// ... with what it forked.
+	if ps, err := rt.ExecSync(ctx(t), &runtimeapi.ExecSyncRequest{ContainerId: server, Timeout: 10, Cmd: []string{"ps"}}); err != nil || strings.Contains(string(ps.Stdout), "sleep 61") {
+		t.Errorf("after the timed-out exec: %v\n%s", err, ps.GetStdout())
 	}
 
 	quitter := create("quitter", "sh", "-c", "exit 7")

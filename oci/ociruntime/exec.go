@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -18,8 +20,9 @@ import (
 // child subreaper first, so that the process, orphaned when the runtime exits, becomes its child. The process gets
 // the container's process settings (capabilities, rlimits, AppArmor profile, no_new_privileges, oom_score_adj; the
 // runtime applies the container's seccomp) with p's command, environment, directory and user, as the libcontainer
-// helper does. When ctx ends first, the process is killed and the error wraps ctx.Err(); unlike libcontainer's,
-// processes it forked survive (no exec cgroup of its own).
+// helper does. When ctx ends first, the process and its descendants are killed and the error wraps ctx.Err(); unlike
+// libcontainer's exec, which has a cgroup of its own, a descendant that a fork race or a daemon's double fork hides
+// from /proc's children lists survives.
 //
 // It waits with wait4 on the pid: it runs in the exec helper only, never in a process reaping with wait4(-1).
 func (r *Runtime) Exec(ctx context.Context, id string, p ctr.ExecProcess, hio ctr.HelperIO) (ctr.ExitStatus, error) {
@@ -85,7 +88,7 @@ func (r *Runtime) Exec(ctx context.Context, id string, p ctr.ExecProcess, hio ct
 	case es := <-waited:
 		return es, nil
 	case <-ctx.Done():
-		unix.Kill(pid, unix.SIGKILL) // our child, not yet reaped: the pid is still the process's
+		killTree(pid) // our child, not yet reaped: the pid is still the process's
 		<-waited
 		return ctr.ExitStatus{Code: 128 + int(unix.SIGKILL), Signal: unix.SIGKILL},
 			fmt.Errorf("exec in container %s: %w", id, ctx.Err())
@@ -135,4 +138,37 @@ func wait(pid int) ctr.ExitStatus {
 		return ctr.ExitStatus{Code: 128 + int(ws.Signal()), Signal: ws.Signal()}
 	}
 	return ctr.ExitStatus{Code: ws.ExitStatus()}
+}
+
+// killTree kills pid and, first, its descendants as /proc lists them (every thread's children, recursively), so that
+// none is orphaned and missed. Descendants forked meanwhile are caught by the next rounds, bounded.
+func killTree(pid int) {
+	for range 3 {
+		kids := descendants(pid)
+		if len(kids) == 0 {
+			break
+		}
+		for _, k := range kids {
+			unix.Kill(k, unix.SIGKILL)
+		}
+	}
+	unix.Kill(pid, unix.SIGKILL)
+}
+
+func descendants(pid int) []int {
+	var out []int
+	tasks, _ := filepath.Glob("/proc/" + strconv.Itoa(pid) + "/task/*/children")
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(string(b)) {
+			if k, err := strconv.Atoi(f); err == nil && k > 0 && len(out) < 4096 {
+				out = append(out, k)
+				out = append(out, descendants(k)...)
+			}
+		}
+	}
+	return out
 }

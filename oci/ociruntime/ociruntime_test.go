@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
 
@@ -231,5 +234,36 @@ func TestFitVersion(t *testing.T) {
 				t.Errorf("the caller's spec was changed to %s", spec.Version)
 			}
 		})
+	}
+}
+
+// A cancelled exec's children are killed with it.
+func TestKillTree(t *testing.T) {
+	cmd := exec.Command("sh", "-c", "sleep 60 & sleep 60 & sh -c 'sleep 60' & wait")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	var kids []int
+	for len(kids) < 4 && time.Now().Before(deadline) {
+		kids = descendants(cmd.Process.Pid)
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(kids) < 4 {
+		t.Fatalf("descendants = %v, want 3 sleeps and a shell", kids)
+	}
+	killTree(cmd.Process.Pid)
+	cmd.Wait()
+	for _, k := range kids {
+		for start := time.Now(); time.Since(start) < 5*time.Second; time.Sleep(10 * time.Millisecond) {
+			// Killed descendants are reaped by init (or a subreaper); until then they are zombies.
+			b, err := os.ReadFile("/proc/" + strconv.Itoa(k) + "/stat")
+			if err != nil || strings.Contains(string(b), ") Z ") {
+				break
+			}
+			if time.Since(start) > 4*time.Second {
+				t.Errorf("descendant %d survived: %s", k, b)
+			}
+		}
 	}
 }
