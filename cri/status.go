@@ -21,7 +21,8 @@ func (s *RuntimeServer) Status(ctx context.Context, r *runtimeapi.StatusRequest)
 		}
 	}
 	resp := &runtimeapi.StatusResponse{
-		Status:          &runtimeapi.RuntimeStatus{Conditions: []*runtimeapi.RuntimeCondition{runtimeReady, networkReady}},
+		Status: &runtimeapi.RuntimeStatus{Conditions: []*runtimeapi.RuntimeCondition{runtimeReady, networkReady}},
+		// "" and "runc", then each configured handler (runtime_handlers.go).
 		RuntimeHandlers: s.runtimeHandlers(),
 		// ResolveUser (oci/user.go) implements SupplementalGroupsPolicy Merge and Strict, and ContainerStatus.user.
 		Features: &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: true},

@@ -344,15 +344,15 @@ func (m *Manager) teardownNetwork(ctx context.Context, p *Pod) error {
 
 func (m *Manager) startMonitor(ctx context.Context, p *Pod) error {
 	mon, err := m.monitors.Start(ctx, MonitorOptions{
-		PodID:          p.ID(),
-		Dir:            p.dir,
-		CgroupPath:     p.cgroup,
-		Systemd:        p.systemd,
-		NeedPause:      p.cfg.Namespaces.PID == NamespacePod || p.cfg.UserNS != nil,
-		UserNS:         p.cfg.UserNS,
-		Unshare:        p.pauseUnshare(),
-		OOMScoreAdj:    m.oomScoreAdj,
-		RuntimeHandler: p.cfg.RuntimeHandler,
+		PodID:       p.ID(),
+		Dir:         p.dir,
+		CgroupPath:  p.cgroup,
+		Systemd:     p.systemd,
+		NeedPause:   p.cfg.Namespaces.PID == NamespacePod || p.cfg.UserNS != nil,
+		UserNS:      p.cfg.UserNS,
+		Unshare:     p.pauseUnshare(),
+		OOMScoreAdj: m.oomScoreAdj,
+		Handler:     p.cfg.RuntimeHandler,
 	})
 	if err != nil {
 		return err

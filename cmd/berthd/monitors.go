@@ -30,7 +30,7 @@ func (m monitors) Start(ctx context.Context, o sandbox.MonitorOptions) (sandbox.
 	so := monitor.StartOptions{PodID: o.PodID, Dir: o.Dir, RuncRoot: m.runcRoot,
 		CgroupPath: o.CgroupPath, Systemd: o.Systemd, NeedPause: o.NeedPause, PauseUserNS: pauseUserNS(o), Binary: bin,
 		Groups: groups}
-	if h, ok := m.handlers[o.RuntimeHandler]; ok {
+	if h, ok := m.handlers[o.Handler]; ok {
 		so.RuncRoot, so.Runtime = h.records, h.binary
 	}
 	c, err := monitor.Start(ctx, so)

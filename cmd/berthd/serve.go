@@ -207,24 +207,25 @@ func newRuntime(ctx context.Context, cfg config.Config, usernsGID int, images *i
 	}
 	handlerContainers, handlerStatus := handlerRuntimes(handlers, driver == "systemd", helper)
 	sandboxes, err := sandbox.New(sandbox.Options{StateDir: cfg.StateDir, CgroupDriver: driver, UsernsGID: usernsGID,
-		MinOOMScoreAdj: host.OOMScoreAdjMin, Monitors: monitors{runcRoot: runcRoot, usernsGID: usernsGID, handlers: handlers}, Network: network,
-		Logger: log})
+		MinOOMScoreAdj: host.OOMScoreAdjMin, Monitors: monitors{runcRoot: runcRoot, usernsGID: usernsGID, handlers: handlers},
+		Network: network, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("sandbox manager: %w", err)
 	}
 	rt, err := cri.NewRuntimeServer(cri.RuntimeOptions{
-		CgroupDriver:    driver,
-		NetworkStatus:   network.Ready,
-		Config:          json.RawMessage(cfgJSON),
-		RootDir:         cfg.RootDir,
-		Images:          cri.HostImages(images),
-		Sandboxes:       cri.HostSandboxes(sandboxes, cfg.RootDir),
-		Containers:      cri.HostContainers(&ctr.Runtime{Root: runcRoot, Systemd: driver == "systemd", Helper: helper}, handlerContainers...),
+		CgroupDriver:  driver,
+		NetworkStatus: network.Ready,
+		Config:        json.RawMessage(cfgJSON),
+		RootDir:       cfg.RootDir,
+		Images:        cri.HostImages(images),
+		Sandboxes:     cri.HostSandboxes(sandboxes, cfg.RootDir),
+		Containers:    cri.HostContainers(&ctr.Runtime{Root: runcRoot, Systemd: driver == "systemd", Helper: helper}, handlerContainers...),
+		Host:          host,
+		AppArmor:      appArmor,
+		AppArmorNote:  appArmorNote,
+		Logger:        log,
+
 		RuntimeHandlers: handlerStatus,
-		Host:            host,
-		AppArmor:        appArmor,
-		AppArmorNote:    appArmorNote,
-		Logger:          log,
 	})
 	if err != nil {
 		return nil, err
