@@ -26,7 +26,7 @@ triplet_arm64 := aarch64-linux-gnu
 CROSS     := $(if $(filter $(ARCH),$(HOST_ARCH)),,CC=$(triplet_$(ARCH))-gcc PKG_CONFIG_LIBDIR=/usr/lib/$(triplet_$(ARCH))/pkgconfig)
 SYSTEMD_UNIT_DIR ?= /etc/systemd/system
 
-.PHONY: all build installer install install-check release run deps test unit integration critest installer-e2e test-vm fuzz bench lint clean
+.PHONY: all build installer install install-check release run deps test unit integration critest critest-crun installer-e2e test-vm fuzz bench lint clean
 
 all: build
 
@@ -76,7 +76,7 @@ run: deps install
 	hack/install-cni.sh "$(CNI_BIN)" /etc/cni/net.d
 	$(PREFIX)/bin/berthd
 
-test: deps lint unit install-check integration fuzz installer-e2e critest test-vm
+test: deps lint unit install-check integration fuzz installer-e2e critest critest-crun test-vm
 
 unit:
 	$(GO) test -race -count=1 ./...
@@ -86,6 +86,11 @@ integration: build
 
 critest:
 	hack/critest.sh
+
+# critest-crun: critest against the RuntimeClass handler crun (Debian's crun, an OCI runtime binary under the pod
+# monitor), with hack/critest-skips-crun.txt added to the skips.
+critest-crun:
+	BERTH_CRITEST_HANDLER=crun hack/critest.sh
 
 installer-e2e:
 	hack/installer-e2e.sh

@@ -61,6 +61,10 @@ func (s *RuntimeServer) containerStages() []ctrStage {
 			return s.unmountImageVolumes(rec.ImageVolumes)
 		}},
 		{"spec", s.generateSpec, nil},
+		{"pod annotations", func(_ context.Context, b *ctrBuild) error {
+			s.passPodAnnotations(b.spec, b.podRec.RuntimeHandler, b.podRec.Config.GetAnnotations())
+			return nil
+		}, nil},
 		{"cdi", func(ctx context.Context, b *ctrBuild) error { return s.injectCDI(ctx, b.spec, b.req.GetConfig()) }, nil},
 		{"apparmor", func(ctx context.Context, b *ctrBuild) error {
 			return s.ensureAppArmor(ctx, b.spec.Process.ApparmorProfile)

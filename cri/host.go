@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/berthcri/berth/image"
 	"github.com/berthcri/berth/internal/kernel"
@@ -18,17 +22,46 @@ type hostImages struct{ *image.Service }
 
 func (hostImages) Unmount(target string) error { return image.UnmountRootfs(target) }
 
-// HostContainers is libcontainer's containers under r, read and acted on from berthd.
-func HostContainers(r *ctr.Runtime) Containers { return hostContainers{r} }
+// HostContainers is the containers under libcontainer's root r and under each handler's (OCI runtime binaries,
+// whose records oci/ociruntime keeps in ctr's format), read and acted on from berthd. Container ids are unique
+// across handlers: a container is acted on through the runtime whose root holds it.
+func HostContainers(r *ctr.Runtime, handlers ...*ctr.Runtime) Containers {
+	return hostContainers{def: r, handlers: handlers}
+}
 
-type hostContainers struct{ *ctr.Runtime }
+type hostContainers struct {
+	def      *ctr.Runtime
+	handlers []*ctr.Runtime
+}
 
-func (r hostContainers) Load(id string) (Container, error) {
-	st, err := r.Runtime.Load(id)
+// of is the runtime holding container id: a handler's when its root has it, else libcontainer's.
+func (h hostContainers) of(id string) *ctr.Runtime {
+	for _, r := range h.handlers {
+		if _, err := os.Stat(filepath.Join(r.Root, filepath.Base(id))); err == nil {
+			return r
+		}
+	}
+	return h.def
+}
+
+func (h hostContainers) Load(id string) (Container, error) {
+	st, err := h.of(id).Load(id)
 	if err != nil {
 		return nil, err // not a nil *ctr.State in a Container
 	}
 	return st, nil
+}
+
+func (h hostContainers) Exec(ctx context.Context, id string, p ctr.ExecProcess) (ctr.ExitStatus, error) {
+	return h.of(id).Exec(ctx, id, p)
+}
+
+func (h hostContainers) Update(id string, res *specs.LinuxResources) error {
+	return h.of(id).Update(id, res)
+}
+
+func (h hostContainers) Destroy(ctx context.Context, id string) error {
+	return h.of(id).Destroy(ctx, id)
 }
 
 // HostSandboxes is the pods of m. rootDir is the runtime root, where image layers are idmapped for pods with their

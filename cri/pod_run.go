@@ -27,8 +27,8 @@ func (s *RuntimeServer) RunPodSandbox(ctx context.Context, r *runtimeapi.RunPodS
 			return nil, fmt.Errorf("config.linux.security_context.namespace_options.userns_options: user namespaces do not work on this host: %v: %w", err, errdefs.ErrFailedPrecondition)
 		}
 	}
-	if h := r.GetRuntimeHandler(); h != "" && h != "runc" {
-		return nil, errdefs.NotFound("runtime handler", h)
+	if err := s.checkRuntimeHandler(r); err != nil {
+		return nil, err
 	}
 	id, err := s.podNames.once(ctx, podNameKey(cfg.GetMetadata()), func(ctx context.Context, id string) error {
 		return s.runPod(ctx, id, r)
@@ -54,7 +54,7 @@ func (s *RuntimeServer) runPod(ctx context.Context, id string, r *runtimeapi.Run
 	if err := s.pods.Create(id, rec); err != nil {
 		return fmt.Errorf("run pod %s: %w", id, err)
 	}
-	pod, err := s.createPodRuntime(ctx, log, id, r.GetConfig())
+	pod, err := s.createPodRuntime(ctx, log, id, r.GetConfig(), r.GetRuntimeHandler())
 	if err != nil {
 		return fmt.Errorf("run pod %s: %w", id, s.abandonPod(ctx, log, rec, pod, err))
 	}
@@ -111,12 +111,12 @@ func (s *RuntimeServer) undoPod(ctx context.Context, rec podRecord, pod PodRunti
 }
 
 // createPodRuntime makes the pod's runtime; a panic in it is an error wrapping errdefs.ErrInternal.
-func (s *RuntimeServer) createPodRuntime(ctx context.Context, log *slog.Logger, id string, cfg *runtimeapi.PodSandboxConfig) (pod PodRuntime, err error) {
+func (s *RuntimeServer) createPodRuntime(ctx context.Context, log *slog.Logger, id string, cfg *runtimeapi.PodSandboxConfig, handler string) (pod PodRuntime, err error) {
 	defer recoverCreation(log, "create pod runtime "+id, &err)
-	return s.opts.Sandboxes.Create(ctx, sandboxConfig(id, cfg))
+	return s.opts.Sandboxes.Create(ctx, sandboxConfig(id, cfg, handler))
 }
 
-func sandboxConfig(id string, cfg *runtimeapi.PodSandboxConfig) sandbox.Config {
+func sandboxConfig(id string, cfg *runtimeapi.PodSandboxConfig, handler string) sandbox.Config {
 	md := cfg.GetMetadata()
 	ns := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()
 	out := sandbox.Config{
@@ -131,6 +131,8 @@ func sandboxConfig(id string, cfg *runtimeapi.PodSandboxConfig) sandbox.Config {
 		Sysctls:     cfg.GetLinux().GetSysctls(),
 		Annotations: cfg.GetAnnotations(),
 		UserNS:      podUserNS(cfg),
+		// Checked by RunPodSandbox: "", "runc" or a configured one.
+		RuntimeHandler: handler,
 	}
 	for _, p := range cfg.GetPortMappings() {
 		out.PortMappings = append(out.PortMappings, sandbox.PortMapping{Protocol: p.GetProtocol().String(),

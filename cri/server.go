@@ -28,6 +28,8 @@ type RuntimeOptions struct {
 	NetworkGC func(ctx context.Context, live []string) error
 	// Config is the effective configuration (secrets redacted), shown by a verbose Status.
 	Config any
+	// RuntimeHandlers are the configured RuntimeClass handlers besides "" and "runc".
+	RuntimeHandlers []RuntimeHandler
 
 	RootDir    string // records live in <root>/pods and <root>/containers, writable layers in <root>/containers/<id>
 	Images     Images

@@ -22,10 +22,8 @@ func (s *RuntimeServer) Status(ctx context.Context, r *runtimeapi.StatusRequest)
 	}
 	resp := &runtimeapi.StatusResponse{
 		Status: &runtimeapi.RuntimeStatus{Conditions: []*runtimeapi.RuntimeCondition{runtimeReady, networkReady}},
-		RuntimeHandlers: []*runtimeapi.RuntimeHandler{
-			{Name: "", Features: s.handlerFeatures()},
-			{Name: "runc", Features: s.handlerFeatures()},
-		},
+		// "" and "runc", then each configured handler (runtime_handlers.go).
+		RuntimeHandlers: s.runtimeHandlers(),
 		// ResolveUser (oci/user.go) implements SupplementalGroupsPolicy Merge and Strict, and ContainerStatus.user.
 		Features: &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: true},
 	}
@@ -55,11 +53,6 @@ func (s *RuntimeServer) Status(ctx context.Context, r *runtimeapi.StatusRequest)
 		resp.Info = info
 	}
 	return resp, nil
-}
-
-// handlerFeatures are the features of berth's one handler (libcontainer), served as "" and "runc".
-func (s *RuntimeServer) handlerFeatures() *runtimeapi.RuntimeHandlerFeatures {
-	return &runtimeapi.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: kernel.MountSetattr() == nil, UserNamespaces: s.userNamespaces() == nil}
 }
 
 // kernelInfo is the kernel's release and, for each probed feature, why the kernel lacks it ("" when it has it), for

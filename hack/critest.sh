@@ -4,12 +4,16 @@
 # Extra arguments go to critest, e.g. hack/critest.sh -ginkgo.focus='Runtime info' -ginkgo.seed=42
 # Reports (critest.log, report.json, junit.xml, berthd.log) are kept in $BERTH_CRITEST_OUT (default _output/critest).
 # BERTH_CGROUP_DRIVER sets berthd's cgroup_driver (default: the config default, auto).
-# The last line is "critest: N passed, N failed, N skipped"; the exit code is non-zero when a spec failed or the run
+# BERTH_CRITEST_HANDLER=NAME runs critest against the RuntimeClass handler NAME (-runtime-handler): berthd gets a
+# drop-in defining [runtimes.NAME] with the binary of that name on PATH (e.g. crun), the skips of
+# hack/critest-skips-NAME.txt are added, and the reports go to _output/critest-NAME.
+# The last line is "critest: N passed, N failed, N skipped" ("critest (NAME): …" against a handler); the exit code is non-zero when a spec failed or the run
 # left something behind.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-out=${BERTH_CRITEST_OUT:-$root/_output/critest}
+handler=${BERTH_CRITEST_HANDLER:-}
+out=${BERTH_CRITEST_OUT:-$root/_output/critest${handler:+-$handler}}
 mkdir -p "$out"
 rm -f "$out"/{critest.log,report.json,junit.xml,berthd.log}
 
@@ -62,13 +66,23 @@ cat >"$work/net.d/10-berth-test.conflist" <<JSON
 }
 JSON
 
+skips=(hack/critest-skips.txt)
+handler_args=()
+if [ -n "$handler" ]; then
+  binary=$(command -v "$handler") || { echo "critest: BERTH_CRITEST_HANDLER=$handler but no $handler on PATH (hack/install-deps.sh installs crun)" >&2; exit 1; }
+  mkdir -p "$work/etc/berth.d"
+  printf '[runtimes.%s]\nbinary = "%s"\n' "$handler" "$binary" >"$work/etc/berth.d/20-handler.toml"
+  [ -f "hack/critest-skips-$handler.txt" ] && skips+=("hack/critest-skips-$handler.txt")
+  handler_args=(-runtime-handler "$handler")
+fi
+
 start_test_berthd "$work" "$out/berthd.log" debug
 sock=$berthd_sock
 
-skip=$(sed -e '/^[[:space:]]*#/d' -e '/^[[:space:]]*$/d' -e 's/[[:space:]]*#.*$//' hack/critest-skips.txt |
+skip=$(cat "${skips[@]}" | sed -e '/^[[:space:]]*#/d' -e '/^[[:space:]]*$/d' -e 's/[[:space:]]*#.*$//' |
   sed 's/.*/(?:&)/' | paste -sd'|' -)
 set +e
-"$tools/bin/critest" -runtime-endpoint "unix://$sock" -image-endpoint "unix://$sock" \
+"$tools/bin/critest" -runtime-endpoint "unix://$sock" -image-endpoint "unix://$sock" "${handler_args[@]}" \
   -ginkgo.skip "$skip" -ginkgo.no-color -ginkgo.timeout 60m \
   -ginkgo.json-report "$out/report.json" -ginkgo.junit-report "$out/junit.xml" "$@" >"$out/critest.log" 2>&1
 rc=$?
@@ -78,5 +92,5 @@ summary=$(grep -E '(SUCCESS|FAIL)! -- ' "$out/critest.log" | tail -1)
 passed=$(sed -nE 's/.* ([0-9]+) Passed.*/\1/p' <<<"$summary")
 failed=$(sed -nE 's/.* ([0-9]+) Failed.*/\1/p' <<<"$summary")
 skipped=$(sed -nE 's/.* ([0-9]+) Skipped.*/\1/p' <<<"$summary")
-result="critest: ${passed:-0} passed, ${failed:-0} failed, ${skipped:-0} skipped"
+result="critest${handler:+ ($handler)}: ${passed:-0} passed, ${failed:-0} failed, ${skipped:-0} skipped"
 [ "$rc" -eq 0 ] && [ -n "$summary" ]

@@ -73,6 +73,9 @@ type Config struct {
 	Sysctls      map[string]string // namespaced sysctls, dotted (net.ipv4.ip_forward) or slashed names
 	Annotations  map[string]string // the pod's annotations (the network reads bandwidth limits from them)
 	UserNS       *UserNamespace    // the pod's own user namespace; nil: the host's
+	// RuntimeHandler is the RuntimeClass handler the pod's monitor runs its containers with ("" or "runc":
+	// libcontainer); the caller checked that it is configured.
+	RuntimeHandler string
 }
 
 var podIDPattern = regexp.MustCompile(`^[A-Za-z0-9]{1,128}$`)

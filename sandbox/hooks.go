@@ -43,6 +43,8 @@ type MonitorOptions struct {
 	// "uts") made with it; sandbox pins them from the pause process.
 	UserNS  *UserNamespace
 	Unshare []string
+	// Handler is the pod's RuntimeClass handler (Config.RuntimeHandler).
+	Handler string
 }
 
 // Network connects pods to the network (CNI, issue 5). Without one a pod only has loopback.

@@ -352,6 +352,7 @@ func (m *Manager) startMonitor(ctx context.Context, p *Pod) error {
 		UserNS:      p.cfg.UserNS,
 		Unshare:     p.pauseUnshare(),
 		OOMScoreAdj: m.oomScoreAdj,
+		Handler:     p.cfg.RuntimeHandler,
 	})
 	if err != nil {
 		return err

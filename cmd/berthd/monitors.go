@@ -15,6 +15,7 @@ import (
 type monitors struct {
 	runcRoot  string
 	usernsGID int
+	handlers  map[string]runtimeHandler // the configured RuntimeClass handlers (cri/ checked the pod's)
 }
 
 func (m monitors) Start(ctx context.Context, o sandbox.MonitorOptions) (sandbox.Monitor, error) {
@@ -26,9 +27,13 @@ func (m monitors) Start(ctx context.Context, o sandbox.MonitorOptions) (sandbox.
 	if o.UserNS != nil && m.usernsGID > 0 {
 		groups = []uint32{uint32(m.usernsGID)}
 	}
-	c, err := monitor.Start(ctx, monitor.StartOptions{PodID: o.PodID, Dir: o.Dir, RuncRoot: m.runcRoot,
+	so := monitor.StartOptions{PodID: o.PodID, Dir: o.Dir, RuncRoot: m.runcRoot,
 		CgroupPath: o.CgroupPath, Systemd: o.Systemd, NeedPause: o.NeedPause, PauseUserNS: pauseUserNS(o), Binary: bin,
-		Groups: groups})
+		Groups: groups}
+	if h, ok := m.handlers[o.Handler]; ok {
+		so.RuncRoot, so.Runtime = h.records, h.binary
+	}
+	c, err := monitor.Start(ctx, so)
 	if err != nil {
 		return nil, err
 	}

@@ -208,9 +208,14 @@ func newRuntime(ctx context.Context, cfg config.Config, usernsGID int, images *i
 	if err := privdir.Make(runcRoot, privdir.Private); err != nil {
 		return nil, fmt.Errorf("runc root: %w", err)
 	}
+	handlers, err := runtimeHandlers(ctx, cfg, driver == "systemd", log)
+	if err != nil {
+		return nil, err
+	}
+	handlerContainers, handlerStatus := handlerRuntimes(handlers, driver == "systemd", helper)
 	sandboxes, err := sandbox.New(sandbox.Options{StateDir: cfg.StateDir, CgroupDriver: driver, UsernsGID: usernsGID,
-		MinOOMScoreAdj: host.OOMScoreAdjMin, Monitors: monitors{runcRoot: runcRoot, usernsGID: usernsGID}, Network: network,
-		Logger: log})
+		MinOOMScoreAdj: host.OOMScoreAdjMin, Monitors: monitors{runcRoot: runcRoot, usernsGID: usernsGID, handlers: handlers},
+		Network: network, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("sandbox manager: %w", err)
 	}
@@ -222,7 +227,7 @@ func newRuntime(ctx context.Context, cfg config.Config, usernsGID int, images *i
 		RootDir:       cfg.RootDir,
 		Images:        cri.HostImages(images),
 		Sandboxes:     cri.HostSandboxes(sandboxes, cfg.RootDir),
-		Containers:    cri.HostContainers(&ctr.Runtime{Root: runcRoot, Systemd: driver == "systemd", Helper: helper}),
+		Containers:    cri.HostContainers(&ctr.Runtime{Root: runcRoot, Systemd: driver == "systemd", Helper: helper}, handlerContainers...),
 		Host:          host,
 		AppArmor:      appArmor,
 		AppArmorNote:  appArmorNote,
@@ -230,7 +235,8 @@ func newRuntime(ctx context.Context, cfg config.Config, usernsGID int, images *i
 		Logger:        log,
 		Metrics:       metrics,
 		// Renders cni.conf_template, when there is one, for the kubelet's pod CIDR.
-		PodCIDRChanged: network.SetPodCIDRs,
+		PodCIDRChanged:  network.SetPodCIDRs,
+		RuntimeHandlers: handlerStatus,
 	})
 	if err != nil {
 		return nil, err

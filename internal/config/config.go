@@ -48,6 +48,9 @@ type Config struct {
 	Stream   StreamConfig   `toml:"stream"`
 	Metrics  MetricsConfig  `toml:"metrics"`
 	CDI      CDIConfig      `toml:"cdi"`
+	// Runtimes are the RuntimeClass handlers besides "" and "runc" (libcontainer, in berth-monitor), keyed by
+	// handler name as in [runtimes.crun]. A handler table in a later file replaces that handler's whole entry.
+	Runtimes map[string]RuntimeConfig `toml:"runtimes"`
 }
 
 type LogConfig struct {
@@ -219,7 +222,8 @@ func Default() Config {
 		},
 		Stream: StreamConfig{Address: "127.0.0.1"},
 		// containerd 2.x and CRI-O read CDI specs by default, from these two directories.
-		CDI: CDIConfig{Enabled: true, SpecDirs: []string{"/etc/cdi", "/var/run/cdi"}},
+		CDI:      CDIConfig{Enabled: true, SpecDirs: []string{"/etc/cdi", "/var/run/cdi"}},
+		Runtimes: map[string]RuntimeConfig{},
 	}
 }
 

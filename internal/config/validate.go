@@ -163,6 +163,9 @@ func (c *Config) Validate() error {
 	v.stream(c.Stream)
 	v.metrics(c.Metrics)
 	v.cdi(c.CDI)
+	for _, name := range slices.Sorted(maps.Keys(c.Runtimes)) {
+		v.runtime(name, c.Runtimes[name])
+	}
 	return errors.Join(v.errs...)
 }
 

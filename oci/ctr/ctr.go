@@ -32,6 +32,17 @@ type Runtime struct {
 	Helper  string // the berth-monitor executable that runs helper operations
 	// HelperTimeout bounds one helper run but exec's (defaultHelperTimeout when 0).
 	HelperTimeout time.Duration
+	// Binary, when its Path is set, makes the helper run an OCI runtime binary (oci/ociruntime) instead of
+	// libcontainer; Root is then berth's records of that runtime's containers, in State's format.
+	Binary Binary
+}
+
+// Binary is an OCI runtime executable with runc's command line (crun, runsc, kata-runtime, runc), a RuntimeClass
+// handler's.
+type Binary struct {
+	Path      string   // absolute
+	Root      string   // the runtime's own state root, its --root
+	ExtraArgs []string // global options, before the command
 }
 
 // StateFile is libcontainer's record of a container in its directory under the root.

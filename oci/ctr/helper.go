@@ -17,9 +17,10 @@ import (
 	"github.com/berthcri/berth/internal/tail"
 )
 
-// HelperArg is the first argument that makes berth-monitor run one libcontainer operation (oci/runc.Helper):
+// HelperArg is the first argument that makes berth-monitor run one container operation (oci/runc.Helper), with
+// libcontainer or, given -binary, an OCI runtime binary:
 //
-//	berth-monitor runc -root <dir> -id <container> [-systemd] [flags] <op>
+//	berth-monitor runc -root <dir> -id <container> [-systemd] [-binary <path> -binary-root <dir> [-binary-arg <arg>]…] [flags] <op>
 const HelperArg = "runc"
 
 // Helper operations.
@@ -34,6 +35,13 @@ const (
 // HelperFirstFD is where the files of create and exec start: stdin (with -stdin), stdout and stderr, or with
 // -tty the console socket on which the terminal's master side is sent.
 const HelperFirstFD = 3
+
+// HelperIO is what a create or exec helper got at HelperFirstFD on: the process's stdio (nil: /dev/null), or with a
+// terminal the socket on which to send its master side.
+type HelperIO struct {
+	Stdin, Stdout, Stderr *os.File
+	ConsoleSocket         *os.File
+}
 
 // Result is the helper's one line of JSON on stdout.
 type Result struct {
@@ -61,6 +69,12 @@ func (r *Runtime) command(ctx context.Context, op, id string, args ...string) *e
 	a := []string{HelperArg, "-root", r.Root, "-id", id}
 	if r.Systemd {
 		a = append(a, "-systemd")
+	}
+	if b := r.Binary; b.Path != "" {
+		a = append(a, "-binary", b.Path, "-binary-root", b.Root)
+		for _, x := range b.ExtraArgs {
+			a = append(a, "-binary-arg", x)
+		}
 	}
 	a = append(append(a, args...), op)
 	cmd := exec.CommandContext(ctx, r.Helper, a...)

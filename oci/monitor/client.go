@@ -21,14 +21,19 @@ import (
 	"github.com/berthcri/berth/internal/errdefs"
 	"github.com/berthcri/berth/internal/privdir"
 	"github.com/berthcri/berth/internal/tail"
+	"github.com/berthcri/berth/oci/ctr"
 )
 
 // StartOptions describe the monitor of one pod.
 type StartOptions struct {
 	PodID string
 	Dir   string // the pod's runtime directory, <state>/pods/<id>; created if missing
-	// RuncRoot is libcontainer's state root, <state>/runc.
+	// RuncRoot is libcontainer's state root, <state>/runc; with Runtime, berth's records of that runtime's
+	// containers.
 	RuncRoot string
+	// Runtime, when its Path is set, runs the pod's containers with that OCI runtime binary (a RuntimeClass
+	// handler) instead of libcontainer, still under the monitor.
+	Runtime ctr.Binary
 	// CgroupPath is the pod's cgroup (cgroupfs path, or the slice with Systemd); the monitor and the
 	// pause process live in <CgroupPath>/berth-monitor (a berth-monitor-<pod>.scope with systemd).
 	// Empty leaves the monitor in berthd's cgroup.
@@ -113,6 +118,12 @@ func Start(ctx context.Context, o StartOptions) (*Client, error) {
 	}
 	if o.Systemd {
 		args = append(args, "-systemd")
+	}
+	if r := o.Runtime; r.Path != "" {
+		args = append(args, "-runtime-binary", r.Path, "-runtime-root", r.Root)
+		for _, a := range r.ExtraArgs {
+			args = append(args, "-runtime-arg="+a)
+		}
 	}
 	if o.NeedPause {
 		args = append(args, "-pause")

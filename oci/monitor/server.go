@@ -50,6 +50,7 @@ type config struct {
 	pauseUserNS                  UserNamespace
 	readyFD                      int
 	pauseCommand                 func(binary, dir string) *exec.Cmd
+	runtime                      ctr.Binary // a RuntimeClass handler's OCI runtime; no Path: libcontainer
 }
 
 // Main runs the monitor; args follow Arg. pause is oci/pause.Command, passed in by the monitor's
@@ -66,13 +67,19 @@ func Main(args []string, pause func(binary, dir string) *exec.Cmd) int {
 	fs.StringVar(&cfg.cgroup, "cgroup", "", "pod cgroup (a slice with -systemd); the monitor joins a cgroup below it")
 	fs.BoolVar(&cfg.systemd, "systemd", false, "use the systemd cgroup driver")
 	fs.BoolVar(&cfg.pause, "pause", false, "run a PID-namespace init for the pod")
+	fs.StringVar(&cfg.runtime.Path, "runtime-binary", "", "run the pod's containers with this OCI runtime binary, not libcontainer")
+	fs.StringVar(&cfg.runtime.Root, "runtime-root", "", "with -runtime-binary: its --root")
+	fs.Func("runtime-arg", "with -runtime-binary: a global option of it (repeatable)", func(a string) error {
+		cfg.runtime.ExtraArgs = append(cfg.runtime.ExtraArgs, a)
+		return nil
+	})
 	cfg.pauseUserNS.flags(fs)
 	fs.IntVar(&cfg.readyFD, "ready-fd", -1, "file descriptor to report readiness on")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if cfg.dir == "" || cfg.runcRoot == "" || fs.NArg() > 0 {
-		fmt.Fprintln(os.Stderr, "usage: berth-monitor serve -dir <pod dir> -runc-root <dir> [-pod id] [-cgroup path] [-systemd] [-pause [-pause-uids c:h:n,… -pause-gids c:h:n,… [-pause-unshare net,ipc,uts]]] [-ready-fd n]")
+	if cfg.dir == "" || cfg.runcRoot == "" || fs.NArg() > 0 || (cfg.runtime.Path != "" && cfg.runtime.Root == "") {
+		fmt.Fprintln(os.Stderr, "usage: berth-monitor serve -dir <pod dir> -runc-root <dir> [-pod id] [-cgroup path] [-systemd] [-pause [-pause-uids c:h:n,… -pause-gids c:h:n,… [-pause-unshare net,ipc,uts]]] [-runtime-binary <path> -runtime-root <dir> [-runtime-arg <arg>]…] [-ready-fd n]")
 		return 2
 	}
 	cfg.pauseCommand = pause
@@ -146,7 +153,7 @@ func newServer(cfg config, log *slog.Logger) (*server, error) {
 	s := &server{
 		dir: cfg.dir,
 		// /proc/self/exe: the monitor's own binary, even after berth-monitor was replaced on disk.
-		helpers:    &ctr.Runtime{Root: cfg.runcRoot, Systemd: cfg.systemd, Helper: "/proc/self/exe"},
+		helpers:    &ctr.Runtime{Root: cfg.runcRoot, Systemd: cfg.systemd, Helper: "/proc/self/exe", Binary: cfg.runtime},
 		reaper:     r,
 		log:        log,
 		containers: make(map[string]*container),

@@ -1,0 +1,82 @@
+package ociruntime
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/berthcri/berth/internal/atomicfile"
+)
+
+// versionTimeout bounds "<binary> --version".
+const versionTimeout = 10 * time.Second
+
+// specVersion is the runtime-spec version the binary states ("spec: 1.0.0" in runc's and crun's --version), "" when
+// it states none.
+func (r *Runtime) specVersion() (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), versionTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, r.Binary.Path, "--version")
+	cmd.WaitDelay = waitDelay
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("%s --version: %w", r.Binary.Path, err)
+	}
+	return parseSpecVersion(string(out)), nil
+}
+
+func parseSpecVersion(out string) string {
+	for line := range strings.SplitSeq(out, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "spec:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+// majorMinor parses "1.2.1" (or "1.2.1-dev") as 1, 2.
+func majorMinor(v string) (int, int, bool) {
+	parts := strings.SplitN(v, ".", 3)
+	if len(parts) < 2 {
+		return 0, 0, false
+	}
+	major, err1 := strconv.Atoi(parts[0])
+	minor, err2 := strconv.Atoi(strings.TrimRightFunc(parts[1], func(r rune) bool { return r < '0' || r > '9' }))
+	return major, minor, err1 == nil && err2 == nil
+}
+
+// newer says whether spec version a has a later minor than b.
+func newer(a, b string) bool {
+	am, an, ok1 := majorMinor(a)
+	bm, bn, ok2 := majorMinor(b)
+	return ok1 && ok2 && (am > bm || am == bm && an > bn)
+}
+
+// fitVersion lowers the bundle's ociVersion to the one the runtime states when that is older: runtimes refuse a
+// version they do not know (crun 1.8 takes 1.0 and 1.1, berth writes runtime-spec 1.2) while the fields berth
+// writes for a handler's pods are older than 1.2 but for those of features it advertises off for handlers (idmapped
+// mounts of user-namespaced pods); a field a runtime does not know fails the create rather than being ignored
+// (mount options), or is ignored as the runtime's own lack.
+func (r *Runtime) fitVersion(bundle string, spec *specs.Spec) error {
+	want, err := r.specVersion()
+	if err != nil || want == "" || !newer(spec.Version, want) {
+		return err
+	}
+	s := *spec
+	s.Version = want
+	b, err := json.Marshal(&s)
+	if err == nil {
+		err = atomicfile.WriteFile(filepath.Join(bundle, "config.json"), b, 0o600)
+	}
+	if err != nil {
+		return fmt.Errorf("bundle config: %w", err)
+	}
+	return nil
+}
