@@ -47,6 +47,7 @@ type Config struct {
 	Registry RegistryConfig `toml:"registry"`
 	Stream   StreamConfig   `toml:"stream"`
 	Metrics  MetricsConfig  `toml:"metrics"`
+	NRI      NRIConfig      `toml:"nri"`
 }
 
 type LogConfig struct {
@@ -96,6 +97,21 @@ type MetricsConfig struct {
 	Address string `toml:"address"` // host:port of the Prometheus endpoint; empty turns it off
 	Pprof   bool   `toml:"pprof"`   // also serve /debug/pprof on that address
 }
+
+// NRIConfig turns on Node Resource Interface plugins (cri/nri*.go); off by default.
+type NRIConfig struct {
+	Enable           bool   `toml:"enable"`
+	SocketPath       string `toml:"socket_path"`        // where plugins started outside berthd connect
+	PluginPath       string `toml:"plugin_path"`        // pre-installed plugins berthd starts, NN-name
+	PluginConfigPath string `toml:"plugin_config_path"` // their configuration drop-ins
+	// RegistrationTimeout bounds a plugin's registration; RequestTimeout each event a plugin handles: past it the
+	// plugin is dropped and the CRI call goes on without it.
+	RegistrationTimeout Duration `toml:"registration_timeout"`
+	RequestTimeout      Duration `toml:"request_timeout"`
+}
+
+// maxNRITimeout bounds the NRI timeouts: a plugin that hangs holds up the CRI call for up to request_timeout.
+const maxNRITimeout = 5 * time.Minute
 
 // Duration is a time.Duration written in TOML as a string such as "5m" or "1h30m".
 type Duration struct{ time.Duration }
@@ -193,6 +209,11 @@ func Default() Config {
 			MaxUnpackedSize: 64 << 30,
 		},
 		Stream: StreamConfig{Address: "127.0.0.1"},
+		// The paths and timeouts of containerd and CRI-O, which plugins and their installers expect.
+		NRI: NRIConfig{
+			SocketPath: "/var/run/nri/nri.sock", PluginPath: "/opt/nri/plugins", PluginConfigPath: "/etc/nri/conf.d",
+			RegistrationTimeout: Duration{5 * time.Second}, RequestTimeout: Duration{2 * time.Second},
+		},
 	}
 }
 

@@ -65,6 +65,12 @@ func TestDefault(t *testing.T) {
 		"stream.port":                       {d.Stream.Port, 0},
 		"metrics.address":                   {d.Metrics.Address, ""},
 		"metrics.pprof":                     {d.Metrics.Pprof, false},
+		"nri.enable":                        {d.NRI.Enable, false},
+		"nri.socket_path":                   {d.NRI.SocketPath, "/var/run/nri/nri.sock"},
+		"nri.plugin_path":                   {d.NRI.PluginPath, "/opt/nri/plugins"},
+		"nri.plugin_config_path":            {d.NRI.PluginConfigPath, "/etc/nri/conf.d"},
+		"nri.registration_timeout":          {d.NRI.RegistrationTimeout.Duration, 5 * time.Second},
+		"nri.request_timeout":               {d.NRI.RequestTimeout.Duration, 2 * time.Second},
 	}
 	for key, c := range checks {
 		if !reflect.DeepEqual(c.got, c.want) {
@@ -197,9 +203,17 @@ func TestLoadErrors(t *testing.T) {
 		"key only":       {dropIn: "[stream]\ntls_key = \"/etc/hostname\"", want: []string{"stream.tls_key: set without stream.tls_cert"}},
 		"key unreadable": {dropIn: "[stream]\ntls_cert = \"/etc/hostname\"\ntls_key = \"/nonexistent/key.pem\"",
 			want: []string{"stream.tls_key: not readable"}},
-		"metrics no port":  {dropIn: "[metrics]\naddress = \"127.0.0.1\"", want: []string{"metrics.address:", "want host:port"}},
-		"metrics bad port": {dropIn: "[metrics]\naddress = \"127.0.0.1:http\"", want: []string{"metrics.address:", `port "http"`}},
-		"pprof alone":      {dropIn: "[metrics]\npprof = true", want: []string{"metrics.pprof: set without metrics.address"}},
+		"metrics no port":     {dropIn: "[metrics]\naddress = \"127.0.0.1\"", want: []string{"metrics.address:", "want host:port"}},
+		"metrics bad port":    {dropIn: "[metrics]\naddress = \"127.0.0.1:http\"", want: []string{"metrics.address:", `port "http"`}},
+		"pprof alone":         {dropIn: "[metrics]\npprof = true", want: []string{"metrics.pprof: set without metrics.address"}},
+		"nri relative socket": {dropIn: "[nri]\nsocket_path = \"nri.sock\"", want: []string{"nri.socket_path:", "not an absolute path"}},
+		"nri long socket": {dropIn: "[nri]\nsocket_path = \"/" + strings.Repeat("s", 110) + "\"",
+			want: []string{"nri.socket_path:", "longer than 107 bytes"}},
+		"nri relative plugins": {dropIn: "[nri]\nplugin_path = \"plugins\"", want: []string{"nri.plugin_path:", "not an absolute path"}},
+		"nri relative config":  {dropIn: "[nri]\nplugin_config_path = \"conf.d\"", want: []string{"nri.plugin_config_path:", "not an absolute path"}},
+		"nri zero request":     {dropIn: "[nri]\nrequest_timeout = \"0s\"", want: []string{"nri.request_timeout:", "outside (0, 5m0s]"}},
+		"nri long registration": {dropIn: "[nri]\nregistration_timeout = \"1h\"",
+			want: []string{"nri.registration_timeout:", "1h0m0s is outside (0, 5m0s]"}},
 		"every failure reported": {dropIn: "root_dir = \"a\"\n[log]\nlevel = \"x\"",
 			want: []string{"root_dir:", "log.level:"}},
 	}
@@ -244,6 +258,10 @@ port = 10010
 [metrics]
 address = ":9090"
 pprof = true
+[nri]
+enable = true
+socket_path = "/run/berth-test/nri.sock"
+request_timeout = "10s"
 `})
 	if _, err := Load(filepath.Join(dir, "berth.toml"), ""); err != nil {
 		t.Fatal(err)
