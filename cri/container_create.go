@@ -51,6 +51,7 @@ func (s *RuntimeServer) CreateContainer(ctx context.Context, r *runtimeapi.Creat
 	}
 	err, delivered := detached(ctx, func(ctx context.Context) error {
 		err := s.createContainer(ctx, res.id, podID, r)
+		s.nriCreated(ctx, res.id, podID, err)
 		s.ctrNames.finish(key, res, err)
 		return err
 	})
@@ -84,6 +85,7 @@ func (s *RuntimeServer) createContainer(ctx context.Context, id, podID string, r
 		return fmt.Errorf("create container %s: %w", id, err)
 	}
 	defer unlock()
+	defer s.nriBlockSync()()
 	return s.buildContainer(ctx, id, podRec, r)
 }
 
@@ -179,6 +181,9 @@ func (s *RuntimeServer) buildContainer(ctx context.Context, id string, podRec po
 	}
 	spec, err := specgen.Spec(in)
 	if err != nil {
+		return fmt.Errorf("create container %s: %w", id, err)
+	}
+	if err := s.nriCreateContainer(ctx, podRec, rec, spec); err != nil { // plugins may adjust the spec
 		return fmt.Errorf("create container %s: %w", id, err)
 	}
 	if err := s.ensureAppArmor(ctx, spec.Process.ApparmorProfile); err != nil {

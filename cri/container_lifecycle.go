@@ -23,6 +23,9 @@ func (s *RuntimeServer) StartContainer(ctx context.Context, r *runtimeapi.StartC
 	if id == "" {
 		return nil, errdefs.InvalidArgument("container_id", "must be set")
 	}
+	if err := s.nriStartContainer(ctx, id); err != nil {
+		return nil, err
+	}
 	unlock, err := s.ctrLocks.Lock(ctx, id)
 	if err != nil {
 		return nil, err
@@ -56,6 +59,7 @@ func (s *RuntimeServer) StartContainer(ctx context.Context, r *runtimeapi.StartC
 		return nil, fmt.Errorf("start container %s: %w", id, err)
 	}
 	s.emitContainerEvent(id, rec.PodID, runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT)
+	s.nriStarted(ctx, id)
 	return &runtimeapi.StartContainerResponse{}, nil
 }
 
@@ -231,6 +235,7 @@ func (s *RuntimeServer) recordExit(id string, e *monitor.Exit, reason, message s
 			if exited {
 				s.exits.announce()
 				s.emitContainerEvent(id, rec.PodID, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT)
+				s.nriStopped(s.watchCtx, id)
 			}
 		}
 	}
@@ -271,6 +276,7 @@ func (s *RuntimeServer) removeContainer(ctx context.Context, id string) error {
 	}
 	s.ctrNames.release(containerNameKey(rec.PodID, rec.Config.GetMetadata()), id)
 	s.emitContainerEvent(id, rec.PodID, runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT)
+	s.nriRemoved(ctx, rec)
 	Logger(ctx).Info("container removed", "container", id)
 	return nil
 }

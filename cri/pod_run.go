@@ -58,6 +58,7 @@ func (s *RuntimeServer) runPod(ctx context.Context, id string, r *runtimeapi.Run
 		return fmt.Errorf("run pod %s: %w", id, err)
 	}
 	defer unlock()
+	defer s.nriBlockSync()()
 	log := Logger(ctx).With("pod", id)
 	rec := podRecord{ID: id, Config: r.GetConfig(), RuntimeHandler: r.GetRuntimeHandler(), State: podCreating,
 		CreatedAt: time.Now().UnixNano()}
@@ -66,6 +67,9 @@ func (s *RuntimeServer) runPod(ctx context.Context, id string, r *runtimeapi.Run
 		return fmt.Errorf("run pod %s: %w", id, err)
 	}
 	pod, err := s.createPodRuntime(ctx, log, id, r.GetConfig())
+	if err == nil {
+		pod, err = s.nriRunPod(ctx, rec, pod) // a plugin refusing the pod rolls it back
+	}
 	if err != nil {
 		switch {
 		case pod != nil, errdefs.IsInternal(err): // a failed rollback; a panic, which left what it left

@@ -241,6 +241,10 @@ func newRuntime(ctx context.Context, cfg config.Config, usernsGID int, images *i
 	if err := network.GC(ctx, live); err != nil {
 		log.Warn("pod network attachments of pods that are gone were not all deleted", "err", err)
 	}
+	if err := startNRI(rt, cfg.NRI, log); err != nil {
+		rt.Close()
+		return nil, err
+	}
 	return rt, nil
 }
 
