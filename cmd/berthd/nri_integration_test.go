@@ -264,7 +264,11 @@ func TestNRIHungPlugin(t *testing.T) {
 	rt, _ := d.startWithTestImage(t)
 	(&testPlugin{hang: true}).connect(t, socket, "hangs", "10")
 	pc := podConfig(d.dir, "nri-hang")
-	pod := runTestPod(t, rt, pc)
+	p, err := rt.RunPodSandbox(ctx(t), &runtimeapi.RunPodSandboxRequest{Config: pc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod := p.PodSandboxId
 	start := time.Now()
 	c, err := rt.CreateContainer(ctx(t), &runtimeapi.CreateContainerRequest{PodSandboxId: pod,
 		Config: containerConfig("hang", "sleep", "3600"), SandboxConfig: pc})
@@ -278,6 +282,10 @@ func TestNRIHungPlugin(t *testing.T) {
 	if st := containerState(t, rt, c.ContainerId); st.State != runtimeapi.ContainerState_CONTAINER_CREATED {
 		t.Errorf("container is %s, want created", st.State)
 	}
+	if _, err := rt.RemovePodSandbox(ctx(t), &runtimeapi.RemovePodSandboxRequest{PodSandboxId: pod}); err != nil {
+		t.Fatal(err)
+	}
+	d.stop(t) // its log is read once it exited
 	if log := d.log.String(); !strings.Contains(log, "10-hangs") {
 		t.Errorf("berthd's log does not name the hung plugin 10-hangs:\n%s", log)
 	}
