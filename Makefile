@@ -19,7 +19,7 @@ CNI_BIN   ?= /opt/cni/bin
 # systemd leg: the installer and berthd.service on its systemd).
 VM_NODES  ?= debian12 debian11
 
-.PHONY: all build installer install run deps test unit integration critest installer-e2e test-vm fuzz bench lint clean
+.PHONY: all build installer install run deps test unit integration critest critest-nri installer-e2e test-vm fuzz bench lint clean
 
 all: build
 
@@ -52,7 +52,7 @@ run: deps install
 	hack/install-cni.sh "$(CNI_BIN)" /etc/cni/net.d
 	$(PREFIX)/bin/berthd
 
-test: deps lint unit integration fuzz installer-e2e critest test-vm
+test: deps lint unit integration fuzz installer-e2e critest critest-nri test-vm
 
 unit:
 	$(GO) test -race -count=1 ./...
@@ -62,6 +62,10 @@ integration: build
 
 critest:
 	hack/critest.sh
+
+# critest-nri: critest's NRI specs, with berthd's NRI on and critest's test plugins on its socket.
+critest-nri:
+	BERTH_CRITEST_NRI=1 BERTH_CRITEST_OUT=$(CURDIR)/_output/critest-nri hack/critest.sh
 
 installer-e2e:
 	hack/installer-e2e.sh

@@ -4,6 +4,8 @@
 # Extra arguments go to critest, e.g. hack/critest.sh -ginkgo.focus='Runtime info' -ginkgo.seed=42
 # Reports (critest.log, report.json, junit.xml, berthd.log) are kept in $BERTH_CRITEST_OUT (default _output/critest).
 # BERTH_CGROUP_DRIVER sets berthd's cgroup_driver (default: the config default, auto).
+# BERTH_CRITEST_NRI=1 runs exactly critest's NRI specs instead: berthd gets NRI on a socket in the work dir, and
+# critest connects its test plugins there (-nri-socket).
 # The last line is "critest: N passed, N failed, N skipped"; the exit code is non-zero when a spec failed or the run
 # left something behind.
 set -euo pipefail
@@ -62,6 +64,22 @@ cat >"$work/net.d/10-berth-test.conflist" <<JSON
 }
 JSON
 
+nri_args=()
+if [ -n "${BERTH_CRITEST_NRI:-}" ]; then
+  mkdir -p "$work/etc/berth.d"
+  # request_timeout above the default 2 s: the synchronization specs hold a plugin's Synchronize open for 2 s while
+  # they create containers; with 2 s the adaptation drops that plugin (as it does under containerd's defaults, which
+  # is why containerd "loses" those containers and skips the specs).
+  cat >"$work/etc/berth.d/20-nri.toml" <<TOML
+[nri]
+enable = true
+socket_path = "$work/nri.sock"
+plugin_path = "$work/nri-plugins"
+plugin_config_path = "$work/nri-conf.d"
+request_timeout = "${BERTH_CRITEST_NRI_TIMEOUT:-10s}"
+TOML
+  nri_args=(-nri-socket "$work/nri.sock" -ginkgo.focus '\[k8s\.io\] NRI ')
+fi
 start_test_berthd "$work" "$out/berthd.log" debug
 sock=$berthd_sock
 
@@ -70,7 +88,7 @@ skip=$(sed -e '/^[[:space:]]*#/d' -e '/^[[:space:]]*$/d' -e 's/[[:space:]]*#.*$/
 set +e
 "$tools/bin/critest" -runtime-endpoint "unix://$sock" -image-endpoint "unix://$sock" \
   -ginkgo.skip "$skip" -ginkgo.no-color -ginkgo.timeout 60m \
-  -ginkgo.json-report "$out/report.json" -ginkgo.junit-report "$out/junit.xml" "$@" >"$out/critest.log" 2>&1
+  -ginkgo.json-report "$out/report.json" -ginkgo.junit-report "$out/junit.xml" "${nri_args[@]}" "$@" >"$out/critest.log" 2>&1
 rc=$?
 set -e
 grep -E '^\s*(\[FAIL\]|Ran [0-9]+ of|(SUCCESS|FAIL)! --)' "$out/critest.log" >&2 || tail -20 "$out/critest.log" >&2

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -63,5 +64,12 @@ func (a slogAdapter) Warnf(ctx context.Context, f string, args ...any) {
 	a.l.WarnContext(ctx, fmt.Sprintf(f, args...))
 }
 func (a slogAdapter) Errorf(ctx context.Context, f string, args ...any) {
-	a.l.ErrorContext(ctx, fmt.Sprintf(f, args...))
+	msg := fmt.Sprintf(f, args...)
+	// berthd is built without WebAssembly plugins (nri_no_wasm, Makefile): the adaptation says so as an error at
+	// every start, which is no fault.
+	if strings.Contains(msg, adaptation.ErrWasmDisabled.Error()) {
+		a.l.InfoContext(ctx, msg)
+		return
+	}
+	a.l.ErrorContext(ctx, msg)
 }
