@@ -128,8 +128,10 @@ func (g specEditor) AddPreStartHook(h specs.Hook) {
 	//nolint:staticcheck // NRI's hooks include prestart, which runtimes still run
 	g.hooks().Prestart = append(g.hooks().Prestart, h)
 }
-func (g specEditor) AddPostStartHook(h specs.Hook) { g.hooks().Poststart = append(g.hooks().Poststart, h) }
-func (g specEditor) AddPostStopHook(h specs.Hook)  { g.hooks().Poststop = append(g.hooks().Poststop, h) }
+func (g specEditor) AddPostStartHook(h specs.Hook) {
+	g.hooks().Poststart = append(g.hooks().Poststart, h)
+}
+func (g specEditor) AddPostStopHook(h specs.Hook) { g.hooks().Poststop = append(g.hooks().Poststop, h) }
 
 func (g specEditor) AddProcessEnv(name, value string) {
 	p := g.process()
