@@ -125,7 +125,7 @@ func namespaceType(ns string) (specs.LinuxNamespaceType, error) {
 }
 
 func (g specEditor) AddPreStartHook(h specs.Hook) {
-	//nolint:staticcheck // NRI's hooks include prestart, which runtimes still run
+	// Deprecated in the runtime spec, still run by runc and crun; NRI plugins may add them.
 	g.hooks().Prestart = append(g.hooks().Prestart, h)
 }
 func (g specEditor) AddPostStartHook(h specs.Hook) {
