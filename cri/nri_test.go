@@ -102,7 +102,7 @@ func (f *fakeNRI) RemoveContainer(_ context.Context, r *nriapi.RemoveContainerRe
 	return f.record("RemoveContainer", r.Container.Id)
 }
 func (f *fakeNRI) BlockPluginSync() *nriapi.PluginSyncBlock { return &nriapi.PluginSyncBlock{} }
-func (f *fakeNRI) Stop()                                   {}
+func (f *fakeNRI) Stop()                                    {}
 
 func newNRITestServer(t *testing.T, f *fakeNRI) (*RuntimeServer, *fakeHost) {
 	t.Helper()
@@ -127,7 +127,10 @@ func TestNRILifecycleEvents(t *testing.T) {
 		t.Fatalf("the plugin's adjustment is not in the written spec: %+v", spec)
 	}
 	calls := []func() error{
-		func() error { _, err := s.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: id}); return err },
+		func() error {
+			_, err := s.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: id})
+			return err
+		},
 		func() error {
 			_, err := s.UpdateContainerResources(ctx, &runtimeapi.UpdateContainerResourcesRequest{ContainerId: id,
 				Linux: &runtimeapi.LinuxContainerResources{CpuShares: 512}})
@@ -138,11 +141,23 @@ func TestNRILifecycleEvents(t *testing.T) {
 				Resources: &runtimeapi.LinuxContainerResources{CpuShares: 1024}})
 			return err
 		},
-		func() error { _, err := s.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: id}); return err },
-		func() error { _, err := s.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: id}); return err },
-		func() error { _, err := s.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: podID}); return err },
+		func() error {
+			_, err := s.StopContainer(ctx, &runtimeapi.StopContainerRequest{ContainerId: id})
+			return err
+		},
+		func() error {
+			_, err := s.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: id})
+			return err
+		},
+		func() error {
+			_, err := s.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: podID})
+			return err
+		},
 		// A second stop is no second event.
-		func() error { _, err := s.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: podID}); return err },
+		func() error {
+			_, err := s.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: podID})
+			return err
+		},
 		func() error {
 			_, err := s.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: podID})
 			return err
