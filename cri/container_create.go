@@ -85,7 +85,6 @@ func (s *RuntimeServer) createContainer(ctx context.Context, id, podID string, r
 		return fmt.Errorf("create container %s: %w", id, err)
 	}
 	defer unlock()
-	defer s.nriBlockSync()()
 	return s.buildContainer(ctx, id, podRec, r)
 }
 
@@ -183,6 +182,7 @@ func (s *RuntimeServer) buildContainer(ctx context.Context, id string, podRec po
 	if err != nil {
 		return fmt.Errorf("create container %s: %w", id, err)
 	}
+	defer s.nriBlockSync()()                                             // until created, for a plugin connecting meanwhile
 	if err := s.nriCreateContainer(ctx, podRec, rec, spec); err != nil { // plugins may adjust the spec
 		return fmt.Errorf("create container %s: %w", id, err)
 	}

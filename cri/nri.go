@@ -104,14 +104,14 @@ func (s *RuntimeServer) stopNRI() {
 }
 
 // nriInOrder runs f after the pod's earlier events: at once, waiting for them, when wait is set, else from a
-// goroutine. A waiting call gives up its turn when ctx ends.
-func (s *RuntimeServer) nriInOrder(ctx context.Context, podID string, wait bool, f func(context.Context)) {
+// goroutine. A waiting call that gives up its turn because ctx ended returns ctx's error, f not run.
+func (s *RuntimeServer) nriInOrder(ctx context.Context, podID string, wait bool, f func(context.Context)) error {
 	s.nri.mu.Lock()
 	prev := s.nri.queues[podID]
 	done := make(chan struct{})
 	s.nri.queues[podID] = done
 	s.nri.mu.Unlock()
-	run := func(ctx context.Context) {
+	run := func(ctx context.Context) error {
 		defer func() {
 			close(done)
 			s.nri.mu.Lock()
@@ -124,20 +124,23 @@ func (s *RuntimeServer) nriInOrder(ctx context.Context, podID string, wait bool,
 			select {
 			case <-prev:
 			case <-ctx.Done():
-				return
+				return fmt.Errorf("waiting for the pod's earlier NRI events: %w", ctx.Err())
 			}
 		}
 		f(ctx)
+		return nil
 	}
 	if wait {
-		run(ctx)
-		return
+		return run(ctx)
 	}
 	go func() {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), nriNotifyTimeout)
 		defer cancel()
-		run(ctx)
+		if err := run(ctx); err != nil {
+			Logger(ctx).Warn("NRI notification dropped", "pod", podID, "err", err)
+		}
 	}()
+	return nil
 }
 
 // nriFailed is the error of a CRI call a plugin refused: the plugin's message, FailedPrecondition.
@@ -163,14 +166,16 @@ func (s *RuntimeServer) nriRunPod(ctx context.Context, rec podRecord, pod PodRun
 	}
 	p := nriPod(rec, pod)
 	var err error
-	s.nriInOrder(ctx, rec.ID, true, func(ctx context.Context) {
+	if qerr := s.nriInOrder(ctx, rec.ID, true, func(ctx context.Context) {
 		err = a.RunPodSandbox(ctx, &nriapi.RunPodSandboxRequest{Pod: p})
-	})
+	}); qerr != nil {
+		err = qerr
+	}
 	if err == nil {
 		return pod, nil
 	}
 	// Plugins before the one that failed saw the pod: they are told it is gone.
-	s.nriInOrder(ctx, rec.ID, false, func(ctx context.Context) {
+	_ = s.nriInOrder(ctx, rec.ID, false, func(ctx context.Context) {
 		_ = a.RemovePodSandbox(ctx, &nriapi.RemovePodSandboxRequest{Pod: p})
 	})
 	cctx, cancel := cleanupContext(ctx)
@@ -197,11 +202,13 @@ func (s *RuntimeServer) nriStopPod(ctx context.Context, id string) {
 		return
 	}
 	p := nriPod(rec, s.sandboxPod(id))
-	s.nriInOrder(ctx, id, true, func(ctx context.Context) {
+	if err := s.nriInOrder(ctx, id, true, func(ctx context.Context) {
 		if err := a.StopPodSandbox(ctx, &nriapi.StopPodSandboxRequest{Pod: p}); err != nil {
 			Logger(ctx).Warn("NRI StopPodSandbox failed", "pod", id, "err", err)
 		}
-	})
+	}); err != nil {
+		Logger(ctx).Warn("NRI StopPodSandbox not sent", "pod", id, "err", err)
+	}
 }
 
 // nriRemovePod tells plugins a pod is gone.
@@ -214,11 +221,13 @@ func (s *RuntimeServer) nriRemovePod(ctx context.Context, rec podRecord) {
 	delete(s.nri.stoppedPods, rec.ID)
 	s.nri.mu.Unlock()
 	p := nriPod(rec, nil)
-	s.nriInOrder(ctx, rec.ID, true, func(ctx context.Context) {
+	if err := s.nriInOrder(ctx, rec.ID, true, func(ctx context.Context) {
 		if err := a.RemovePodSandbox(ctx, &nriapi.RemovePodSandboxRequest{Pod: p}); err != nil {
 			Logger(ctx).Warn("NRI RemovePodSandbox failed", "pod", rec.ID, "err", err)
 		}
-	})
+	}); err != nil {
+		Logger(ctx).Warn("NRI RemovePodSandbox not sent", "pod", rec.ID, "err", err)
+	}
 }
 
 // nriCreateContainer lets plugins adjust a container's spec after berth built it and before it is written. The
@@ -234,7 +243,9 @@ func (s *RuntimeServer) nriCreateContainer(ctx context.Context, podRec podRecord
 	req := &nriapi.CreateContainerRequest{Pod: nriPod(podRec, s.sandboxPod(podRec.ID)), Container: nriContainer(rec, spec)}
 	var resp *nriapi.CreateContainerResponse
 	var err error
-	s.nriInOrder(ctx, podRec.ID, true, func(ctx context.Context) { resp, err = a.CreateContainer(ctx, req) })
+	if qerr := s.nriInOrder(ctx, podRec.ID, true, func(ctx context.Context) { resp, err = a.CreateContainer(ctx, req) }); qerr != nil {
+		err = qerr
+	}
 	if err != nil {
 		return nriFailed("CreateContainer", err)
 	}
@@ -270,7 +281,7 @@ func (s *RuntimeServer) nriCreated(ctx context.Context, id, podID string, err er
 		return
 	}
 	p, c := nriPod(pod, nil), &nriapi.Container{Id: id, PodSandboxId: podID, State: nriapi.ContainerState_CONTAINER_STOPPED}
-	s.nriInOrder(ctx, podID, false, func(ctx context.Context) {
+	_ = s.nriInOrder(ctx, podID, false, func(ctx context.Context) {
 		_, _ = a.StopContainer(ctx, &nriapi.StopContainerRequest{Pod: p, Container: c})
 		_ = a.RemoveContainer(ctx, &nriapi.RemoveContainerRequest{Pod: p, Container: c})
 	})
@@ -286,9 +297,11 @@ func (s *RuntimeServer) nriStartContainer(ctx context.Context, id string) error 
 	pod, _ := s.pods.Get(rec.PodID)
 	p, c := nriPod(pod, s.sandboxPod(rec.PodID)), nriContainer(rec, s.loadSpec(rec))
 	var err error
-	s.nriInOrder(ctx, rec.PodID, true, func(ctx context.Context) {
+	if qerr := s.nriInOrder(ctx, rec.PodID, true, func(ctx context.Context) {
 		err = a.StartContainer(ctx, &nriapi.StartContainerRequest{Pod: p, Container: c})
-	})
+	}); qerr != nil {
+		err = qerr
+	}
 	if err != nil {
 		return nriFailed("StartContainer", err)
 	}
@@ -324,7 +337,7 @@ func (s *RuntimeServer) nriRemoved(ctx context.Context, rec containerRecord) {
 	}
 	pod, _ := s.pods.Get(rec.PodID)
 	p, c := nriPod(pod, nil), nriContainer(rec, nil)
-	s.nriInOrder(ctx, rec.PodID, false, func(ctx context.Context) {
+	_ = s.nriInOrder(ctx, rec.PodID, false, func(ctx context.Context) {
 		if err := a.RemoveContainer(ctx, &nriapi.RemoveContainerRequest{Pod: p, Container: c}); err != nil {
 			Logger(ctx).Warn("NRI RemoveContainer failed", "container", rec.ID, "err", err)
 		}
@@ -337,7 +350,7 @@ func (s *RuntimeServer) nriNotify(ctx context.Context, id string, send func(cont
 	if !ok {
 		return
 	}
-	s.nriInOrder(ctx, rec.PodID, false, func(ctx context.Context) {
+	_ = s.nriInOrder(ctx, rec.PodID, false, func(ctx context.Context) {
 		if cur, ok := s.containers.Get(id); ok {
 			rec = cur
 		}
@@ -363,7 +376,9 @@ func (s *RuntimeServer) nriUpdateContainer(ctx context.Context, rec containerRec
 	req := &nriapi.UpdateContainerRequest{Pod: nriPod(pod, s.sandboxPod(rec.PodID)), Container: nriContainer(rec, s.loadSpec(rec)),
 		LinuxResources: nriapi.FromOCILinuxResources(res, nil)}
 	var resp *nriapi.UpdateContainerResponse
-	s.nriInOrder(ctx, rec.PodID, true, func(ctx context.Context) { resp, err = a.UpdateContainer(ctx, req) })
+	if qerr := s.nriInOrder(ctx, rec.PodID, true, func(ctx context.Context) { resp, err = a.UpdateContainer(ctx, req) }); qerr != nil {
+		err = qerr
+	}
 	if err != nil {
 		return nil, nriFailed("UpdateContainer", err)
 	}
@@ -402,11 +417,13 @@ func (s *RuntimeServer) nriUpdatePod(ctx context.Context, rec podRecord, overhea
 		req.LinuxResources = nriCRIResources(res)
 	}
 	var err error
-	s.nriInOrder(ctx, rec.ID, true, func(ctx context.Context) { _, err = a.UpdatePodSandbox(ctx, req) })
+	if qerr := s.nriInOrder(ctx, rec.ID, true, func(ctx context.Context) { _, err = a.UpdatePodSandbox(ctx, req) }); qerr != nil {
+		err = qerr
+	}
 	if err != nil {
 		return nriFailed("UpdatePodSandbox", err)
 	}
-	s.nriInOrder(ctx, rec.ID, false, func(ctx context.Context) {
+	_ = s.nriInOrder(ctx, rec.ID, false, func(ctx context.Context) {
 		if err := a.PostUpdatePodSandbox(ctx, &nriapi.PostUpdatePodSandboxRequest{Pod: req.Pod}); err != nil {
 			Logger(ctx).Warn("NRI PostUpdatePodSandbox failed", "pod", rec.ID, "err", err)
 		}

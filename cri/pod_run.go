@@ -58,7 +58,6 @@ func (s *RuntimeServer) runPod(ctx context.Context, id string, r *runtimeapi.Run
 		return fmt.Errorf("run pod %s: %w", id, err)
 	}
 	defer unlock()
-	defer s.nriBlockSync()()
 	log := Logger(ctx).With("pod", id)
 	rec := podRecord{ID: id, Config: r.GetConfig(), RuntimeHandler: r.GetRuntimeHandler(), State: podCreating,
 		CreatedAt: time.Now().UnixNano()}
@@ -68,6 +67,7 @@ func (s *RuntimeServer) runPod(ctx context.Context, id string, r *runtimeapi.Run
 	}
 	pod, err := s.createPodRuntime(ctx, log, id, r.GetConfig())
 	if err == nil {
+		defer s.nriBlockSync()()              // until the pod is ready, for a plugin connecting meanwhile
 		pod, err = s.nriRunPod(ctx, rec, pod) // a plugin refusing the pod rolls it back
 	}
 	if err != nil {

@@ -84,6 +84,7 @@ func (s *RuntimeServer) RemovePodSandbox(ctx context.Context, r *runtimeapi.Remo
 			return nil, fmt.Errorf("remove pod %s: %w", id, err)
 		}
 	}
+	s.nriStopPod(ctx, id) // unless StopPodSandbox told the plugins
 	cctx, cancel := cleanupContext(ctx)
 	defer cancel()
 	if pod := s.sandboxPod(id); pod != nil {
