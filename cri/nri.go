@@ -365,8 +365,8 @@ func (s *RuntimeServer) nriNotify(ctx context.Context, id string, send func(cont
 // lock is taken. It returns the update to apply.
 func (s *RuntimeServer) nriUpdateContainer(ctx context.Context, rec containerRecord, upd *runtimeapi.LinuxContainerResources) (*runtimeapi.LinuxContainerResources, error) {
 	a := s.nriAPI()
-	if a == nil || rec.State == ctrCreating {
-		return upd, nil
+	if a == nil || (rec.State != ctrCreated && rec.State != ctrRunning) {
+		return upd, nil // an exited container's update changes only its record: nothing for plugins
 	}
 	res, err := specgen.Resources(resources(mergeResources(rec.Config.GetLinux().GetResources(), upd)), s.opts.Host)
 	if err != nil {
@@ -394,8 +394,11 @@ func (s *RuntimeServer) nriUpdateContainer(ctx context.Context, rec containerRec
 	return upd, nil
 }
 
-// nriUpdated queues PostUpdateContainer.
+// nriUpdated queues PostUpdateContainer after nriUpdateContainer's UpdateContainer.
 func (s *RuntimeServer) nriUpdated(ctx context.Context, id string) {
+	if rec, ok := s.containers.Get(id); !ok || (rec.State != ctrCreated && rec.State != ctrRunning) {
+		return
+	}
 	if a := s.nriAPI(); a != nil {
 		s.nriNotify(ctx, id, func(ctx context.Context, p *nriapi.PodSandbox, c *nriapi.Container) error {
 			return a.PostUpdateContainer(ctx, &nriapi.PostUpdateContainerRequest{Pod: p, Container: c})
