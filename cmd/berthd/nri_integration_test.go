@@ -132,7 +132,7 @@ func (p *testPlugin) eventsOf(want int, ids ...string) []string {
 }
 
 // connect starts the plugin on berthd's NRI socket and waits for its synchronization, whose ids it returns.
-func (p *testPlugin) connect(t *testing.T, socket, name, idx string) []string {
+func (p *testPlugin) connect(t *testing.T, socket, name, idx string) (stub.Stub, []string) {
 	t.Helper()
 	p.synced = make(chan []string, 1)
 	s, err := stub.New(p, stub.WithSocketPath(socket), stub.WithPluginName(name), stub.WithPluginIdx(idx))
@@ -145,11 +145,11 @@ func (p *testPlugin) connect(t *testing.T, socket, name, idx string) []string {
 	t.Cleanup(s.Stop)
 	select {
 	case ids := <-p.synced:
-		return ids
+		return s, ids
 	case <-time.After(10 * time.Second):
 		t.Fatalf("NRI plugin %s was not synchronized", name)
 	}
-	return nil
+	return nil, nil
 }
 
 // newNRIDaemon is a pod daemon with NRI on a socket in its dir.
@@ -188,7 +188,7 @@ func TestNRIPlugin(t *testing.T) {
 	d, socket := newNRIDaemon(t, "2s")
 	rt, _ := d.startWithTestImage(t)
 	plugin := &testPlugin{}
-	plugin.connect(t, socket, "recorder", "10")
+	recorder, _ := plugin.connect(t, socket, "recorder", "10")
 
 	pc := podConfig(d.dir, "nri")
 	pod := runTestPod(t, rt, pc)
@@ -213,11 +213,25 @@ func TestNRIPlugin(t *testing.T) {
 	}
 
 	late := &testPlugin{}
-	synced := late.connect(t, socket, "late", "20")
+	_, synced := late.connect(t, socket, "late", "20")
 	if !slices.Contains(synced, pod) || !slices.Contains(synced, id) {
 		t.Errorf("a plugin connecting later was synchronized with %v, want pod %s and container %s", synced, pod, id)
 	}
 
+	// An update the plugin asks for on its own goes through berth's update path.
+	failed, err := recorder.UpdateContainers([]*api.ContainerUpdate{{ContainerId: id,
+		Linux: &api.LinuxContainerUpdate{Resources: &api.LinuxResources{Cpu: &api.LinuxCPU{Shares: api.UInt64(256)}}}}})
+	if err != nil || len(failed) != 0 {
+		t.Fatalf("plugin's UpdateContainers: %v, failed %v", err, failed)
+	}
+	if got := containerState(t, rt, id).GetResources().GetLinux().GetCpuShares(); got != 256 {
+		t.Errorf("after the plugin's update the container's cpu_shares are %d, want 256", got)
+	}
+	if cg := containerCgroup(t, rt, id); cg != "" {
+		if b, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/cpu", cg, "cpu.shares")); err == nil && strings.TrimSpace(string(b)) != "256" {
+			t.Errorf("cpu.shares in the container's cgroup is %s after the plugin's update, want 256", b)
+		}
+	}
 	if _, err := rt.UpdateContainerResources(ctx(t), &runtimeapi.UpdateContainerResourcesRequest{ContainerId: id,
 		Linux: &runtimeapi.LinuxContainerResources{CpuShares: 512}}); err != nil {
 		t.Fatal(err)
@@ -262,7 +276,7 @@ func TestNRIPlugin(t *testing.T) {
 func TestNRIHungPlugin(t *testing.T) {
 	d, socket := newNRIDaemon(t, "1s")
 	rt, _ := d.startWithTestImage(t)
-	(&testPlugin{hang: true}).connect(t, socket, "hangs", "10")
+	_, _ = (&testPlugin{hang: true}).connect(t, socket, "hangs", "10")
 	pc := podConfig(d.dir, "nri-hang")
 	p, err := rt.RunPodSandbox(ctx(t), &runtimeapi.RunPodSandboxRequest{Config: pc})
 	if err != nil {
