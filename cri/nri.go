@@ -68,6 +68,7 @@ type nriRelay struct {
 	queues      map[string]chan struct{} // per pod: closed when the pod's last queued event is done
 	created     map[string]bool          // containers plugins were told of in CreateContainer, until it returns
 	stoppedPods map[string]bool          // pods plugins got StopPodSandbox for: sent once
+	stopped     map[string]bool          // containers plugins got StopContainer for: sent once, until removed
 }
 
 // nriNotifyTimeout bounds a queued notification's wait for its turn and its delivery (each plugin call is bounded
@@ -88,7 +89,8 @@ func (s *RuntimeServer) setNRI(a NRI) {
 	s.nri.mu.Lock()
 	defer s.nri.mu.Unlock()
 	s.nri.api = a
-	s.nri.queues, s.nri.created, s.nri.stoppedPods = map[string]chan struct{}{}, map[string]bool{}, map[string]bool{}
+	s.nri.queues, s.nri.created = map[string]chan struct{}{}, map[string]bool{}
+	s.nri.stoppedPods, s.nri.stopped = map[string]bool{}, map[string]bool{}
 }
 
 func (s *RuntimeServer) nriAPI() NRI {
@@ -194,6 +196,13 @@ func (s *RuntimeServer) nriStopPod(ctx context.Context, id string) {
 	if a == nil || !ok || rec.State == podCreating {
 		return
 	}
+	// The exits stopPod waited for may not be queued yet (the exit watcher queues them once recorded): queue them
+	// here, so that plugins see the containers stop before the pod.
+	for _, c := range s.podContainers(id) {
+		if c.State == ctrExited {
+			s.nriStopOnce(ctx, c)
+		}
+	}
 	s.nri.mu.Lock()
 	sent := s.nri.stoppedPods[id]
 	s.nri.stoppedPods[id] = true
@@ -280,9 +289,15 @@ func (s *RuntimeServer) nriCreated(ctx context.Context, id, podID string, err er
 	if !ok {
 		return
 	}
+	s.nri.mu.Lock()
+	stopSent := s.nri.stopped[id] // by the rollback's recorded exit
+	delete(s.nri.stopped, id)
+	s.nri.mu.Unlock()
 	p, c := nriPod(pod, nil), &nriapi.Container{Id: id, PodSandboxId: podID, State: nriapi.ContainerState_CONTAINER_STOPPED}
 	_ = s.nriInOrder(ctx, podID, false, func(ctx context.Context) {
-		_, _ = a.StopContainer(ctx, &nriapi.StopContainerRequest{Pod: p, Container: c})
+		if !stopSent {
+			_, _ = a.StopContainer(ctx, &nriapi.StopContainerRequest{Pod: p, Container: c})
+		}
 		_ = a.RemoveContainer(ctx, &nriapi.RemoveContainerRequest{Pod: p, Container: c})
 	})
 }
@@ -317,16 +332,29 @@ func (s *RuntimeServer) nriStarted(ctx context.Context, id string) {
 	}
 }
 
-// nriStopped queues StopContainer when a container's exit is recorded, however it came; plugins may ask for other
-// containers' updates in reply.
+// nriStopped queues StopContainer when a container's exit is recorded, however it came.
 func (s *RuntimeServer) nriStopped(ctx context.Context, id string) {
-	if a := s.nriAPI(); a != nil {
-		s.nriNotify(ctx, id, func(ctx context.Context, p *nriapi.PodSandbox, c *nriapi.Container) error {
-			resp, err := a.StopContainer(ctx, &nriapi.StopContainerRequest{Pod: p, Container: c})
-			s.nriApplyLater(ctx, resp.GetUpdate(), nil)
-			return err
-		})
+	if rec, ok := s.containers.Get(id); ok && s.nriAPI() != nil {
+		s.nriStopOnce(ctx, rec)
 	}
+}
+
+// nriStopOnce queues a container's StopContainer unless it was queued before; plugins may ask for other
+// containers' updates in reply.
+func (s *RuntimeServer) nriStopOnce(ctx context.Context, rec containerRecord) {
+	a := s.nriAPI()
+	s.nri.mu.Lock()
+	sent := s.nri.stopped[rec.ID]
+	s.nri.stopped[rec.ID] = true
+	s.nri.mu.Unlock()
+	if sent {
+		return
+	}
+	s.nriNotifyRec(ctx, rec, func(ctx context.Context, p *nriapi.PodSandbox, c *nriapi.Container) error {
+		resp, err := a.StopContainer(ctx, &nriapi.StopContainerRequest{Pod: p, Container: c})
+		s.nriApplyLater(ctx, resp.GetUpdate(), nil)
+		return err
+	})
 }
 
 // nriRemoved queues RemoveContainer; rec is the removed container's last record.
@@ -335,6 +363,10 @@ func (s *RuntimeServer) nriRemoved(ctx context.Context, rec containerRecord) {
 	if a == nil {
 		return
 	}
+	s.nriStopOnce(ctx, rec) // its exit may not be queued yet
+	s.nri.mu.Lock()
+	delete(s.nri.stopped, rec.ID)
+	s.nri.mu.Unlock()
 	pod, _ := s.pods.Get(rec.PodID)
 	p, c := nriPod(pod, nil), nriContainer(rec, nil)
 	_ = s.nriInOrder(ctx, rec.PodID, false, func(ctx context.Context) {
@@ -346,10 +378,14 @@ func (s *RuntimeServer) nriRemoved(ctx context.Context, rec containerRecord) {
 
 // nriNotify queues a notification about a container, built from its record when its turn comes.
 func (s *RuntimeServer) nriNotify(ctx context.Context, id string, send func(context.Context, *nriapi.PodSandbox, *nriapi.Container) error) {
-	rec, ok := s.containers.Get(id)
-	if !ok {
-		return
+	if rec, ok := s.containers.Get(id); ok {
+		s.nriNotifyRec(ctx, rec, send)
 	}
+}
+
+// nriNotifyRec is nriNotify with the record in hand, which stands in when the container is gone by its turn.
+func (s *RuntimeServer) nriNotifyRec(ctx context.Context, rec containerRecord, send func(context.Context, *nriapi.PodSandbox, *nriapi.Container) error) {
+	id := rec.ID
 	_ = s.nriInOrder(ctx, rec.PodID, false, func(ctx context.Context) {
 		if cur, ok := s.containers.Get(id); ok {
 			rec = cur
