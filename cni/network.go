@@ -8,13 +8,11 @@ import (
 	"log/slog"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/types"
-	"github.com/containernetworking/cni/pkg/version"
 	"golang.org/x/sys/unix"
 
 	"github.com/berthcri/berth/internal/errdefs"
@@ -75,7 +73,7 @@ func New(o Options) (*Network, error) {
 	exec := o.exec
 	if exec == nil {
 		// An explicit exec: libcni sets its default lazily, a data race when pods are set up in parallel.
-		exec = &invoke.DefaultExec{RawExec: &invoke.RawExec{Stderr: pluginLog{n.log}}, PluginDecoder: version.PluginDecoder{}}
+		exec = &pluginExec{log: n.log}
 	}
 	n.cni = libcni.NewCNIConfigWithCacheDir(o.BinDirs, filepath.Join(o.StateDir, "cache"), exec)
 	var err error
@@ -227,12 +225,4 @@ func inlined(list *libcni.NetworkConfigList) (json.RawMessage, error) {
 func isNetNS(path string) bool {
 	var st unix.Statfs_t
 	return path != "" && unix.Statfs(path, &st) == nil && st.Type == unix.NSFS_MAGIC
-}
-
-// pluginLog logs what plugins write to stderr.
-type pluginLog struct{ log *slog.Logger }
-
-func (l pluginLog) Write(b []byte) (int, error) {
-	l.log.Info("cni plugin", "stderr", strings.TrimSpace(string(b)))
-	return len(b), nil
 }

@@ -91,7 +91,7 @@ func (w *watcher) addWatches() {
 	watched := w.fsw.WatchList()
 	for _, dir := range append([]string{w.confDir}, w.binDirs...) {
 		if !slices.Contains(watched, dir) {
-			_ = w.fsw.Add(dir)
+			_ = w.fsw.Add(dir) // retried at the next rescan, which reloads anyway: a missing watch only delays a change
 		}
 	}
 }

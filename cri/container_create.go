@@ -182,6 +182,9 @@ func (s *RuntimeServer) buildContainer(ctx context.Context, id string, podRec po
 	if err != nil {
 		return fmt.Errorf("create container %s: %w", id, err)
 	}
+	if err := s.injectCDI(ctx, spec, cfg); err != nil {
+		return fmt.Errorf("create container %s: %w", id, err)
+	}
 	defer s.nriBlockSync()()                                             // until created, for a plugin connecting meanwhile
 	if err := s.nriCreateContainer(ctx, podRec, rec, spec); err != nil { // plugins may adjust the spec
 		return fmt.Errorf("create container %s: %w", id, err)
@@ -204,8 +207,9 @@ func (s *RuntimeServer) buildContainer(ctx context.Context, id string, podRec po
 		return fmt.Errorf("create container %s: watch exit: %w", id, err)
 	}
 
-	groups := make([]int64, 0, len(user.AdditionalGids))
-	for _, g := range user.AdditionalGids {
+	// The spec's groups, not user's: CDI devices may have added some.
+	groups := make([]int64, 0, len(spec.Process.User.AdditionalGids))
+	for _, g := range spec.Process.User.AdditionalGids {
 		groups = append(groups, int64(g))
 	}
 	if _, err := s.containers.Update(id, func(c *containerRecord) error {

@@ -35,7 +35,9 @@ type RuntimeOptions struct {
 	AppArmor AppArmorDefault
 	// AppArmorNote says, for Status, why a host with AppArmor has no default profile ("" when it has one).
 	AppArmorNote string
-	Logger       *slog.Logger
+	// CDI resolves the containers' CDI devices; nil when [cdi] enabled = false.
+	CDI    CDIDevices
+	Logger *slog.Logger
 }
 
 // AppArmorDefault is the keeper of the default AppArmor profile.

@@ -203,6 +203,9 @@ func validateContainerConfig(pod *runtimeapi.PodSandboxConfig, cfg *runtimeapi.C
 			}
 		}
 	}
+	if err := validateCDIDevices(cfg); err != nil {
+		return err
+	}
 	for i, d := range cfg.GetDevices() {
 		field := fmt.Sprintf("config.devices[%d]", i)
 		if err := validAbsPath(field+".host_path", d.GetHostPath()); err != nil {

@@ -45,6 +45,7 @@ func TestUnitSettings(t *testing.T) {
 		"Restart":      "on-failure", // a kill -9 or a watchdog kill brings berthd back
 		"WatchdogSec":  "60s",        // pinged every 30s while berthd answers itself
 		"ExecStart":    "/usr/local/bin/berthd",
+		"ExecReload":   "/bin/kill -HUP $MAINPID", // SIGHUP reloads the configuration (cmd/berthd/reload.go)
 		"Delegate":     "yes",
 	} {
 		if got := service[k]; got != want {

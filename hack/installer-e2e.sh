@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# "berth installs berth": builds the installer image (hack/cmd/mkinstaller), pushes it to the loopback test-bed
-# registry, starts a fresh berthd on temporary dirs and socket, and has it pull the image and run
-# `berth-installer --version` in a pod shaped like the DaemonSet's (host network and PID, privileged) through crictl.
+# "berth installs berth": builds the release (make release: both architectures' tarballs and the installer index)
+# with the index pushed to the loopback test-bed registry, starts a fresh berthd on temporary dirs and socket, and has
+# it pull the index, take this node's image and run `berth-installer --version` in a pod shaped like the DaemonSet's
+# (host network and PID, privileged) through crictl.
 # Environment: BERTH_REGISTRY_PORT (5105) and BERTH_TESTBED_DIR (/tmp/berth-testbed-inst) keep its registry apart
-# from critest's; BERTH_INSTALLER_E2E_OUT (_output/installer-e2e) keeps berthd.log and crictl.log. The last line is
-# the result.
+# from critest's; BERTH_INSTALLER_E2E_OUT (_output/installer-e2e) keeps berthd.log, crictl.log and the release
+# (release/, release.log). The last line is the result.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -60,8 +61,10 @@ fail() {
 }
 
 testbed_up "$out/testbed.log" || fail "test bed did not start"
-go run ./hack/cmd/mkinstaller -image "$image" -berthd bin/berthd -installer bin/berth-installer -cni "$tools/cni" >"$out/push.txt" \
-  || fail "mkinstaller failed"
+# The release's installer index (linux/amd64 and linux/arm64), pushed to this run's registry.
+BERTH_RELEASE_REGISTRY=127.0.0.1:$BERTH_REGISTRY_PORT BERTH_RELEASE_OUT=$out/release \
+  make --no-print-directory -s release VERSION="$version" >"$out/release.log" 2>&1 || { tail -n 5 "$out/release.log" >&2; fail "make release failed"; }
+cp "$out/release/installer-image.txt" "$out/push.txt"
 
 # A berthd of its own: temporary dirs, the public registries mapped to the test bed (the pause image), and no pod
 # network (the pod uses the host's, like the DaemonSet). 127.0.0.1:PORT needs no mapping: berth talks plain HTTP to
@@ -70,6 +73,9 @@ mkdir -p "$work/logs"
 start_test_berthd "$work" "$out/berthd.log" debug || fail "berthd did not start"
 
 "${crictl[@]}" pull "$image" >/dev/null 2>>"$out/crictl.log" || fail "crictl pull $image failed"
+# From the two-platform index, berth takes this node's image.
+arch=$("${crictl[@]}" inspecti -o go-template --template '{{.info.imageSpec.architecture}}' "$image")
+[ "$arch" = "$(go env GOARCH)" ] || fail "berth pulled the $arch image of the index on a $(go env GOARCH) node"
 cat >"$work/pod.json" <<JSON
 {"metadata": {"name": "berth-installer-e2e", "namespace": "berth-system", "uid": "installer-e2e-$$", "attempt": 0},
  "log_directory": "$work/logs",
@@ -94,4 +100,4 @@ log=$("${crictl[@]}" logs "$ctr" 2>&1)
 if [ "$code" != 0 ] || [ "$log" != "berth-installer $version" ]; then
   fail "berth-installer --version exited $code and printed: $log"
 fi
-result="installer-e2e: berth pulled $(cut -d@ -f2 "$out/push.txt" | cut -c1-19) and ran \"$log\" ($((SECONDS - start))s)"
+result="installer-e2e: berth pulled the $arch image of the release's index $(cut -d@ -f2 "$out/push.txt" | cut -c1-19) and ran \"$log\" ($((SECONDS - start))s)"

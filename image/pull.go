@@ -72,7 +72,7 @@ func (s *Service) Pull(ctx context.Context, ref string, auth *Auth) (Image, erro
 
 func (p *pull) run(ctx context.Context, auth *Auth) (record, error) {
 	s := p.s
-	img, err := s.registry.Resolve(ctx, p.ref, auth)
+	img, err := s.registry.Load().Resolve(ctx, p.ref, auth)
 	if err != nil {
 		return record{}, err
 	}

@@ -86,8 +86,9 @@ func (s *Service) isPinned(r record) bool { return s.pinnedAs(r) != "" }
 
 // pinnedAs returns the name under which r is pinned, "" when it is not.
 func (s *Service) pinnedAs(r record) string {
+	pinned := *s.pinned.Load()
 	for _, n := range slices.Concat(r.RepoTags, r.RepoDigests, []string{r.ID}) {
-		if s.pinned[n] {
+		if pinned[n] {
 			return n
 		}
 	}

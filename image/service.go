@@ -48,10 +48,12 @@ type Service struct {
 	root      string
 	snapshots string
 	log       *slog.Logger
-	registry  *registry.Client
+	// registry and pinned are replaced whole by Reload; a pull loads registry once, so it keeps the config it
+	// started with.
+	registry  atomic.Pointer[registry.Client]
 	content   *content.Store
 	records   *store.Store[record]
-	pinned    map[string]bool
+	pinned    atomic.Pointer[map[string]bool]
 	timeout   time.Duration // no-progress timeout of a pull
 	downloads int           // layer downloads in flight per pull
 	unpacked  config.Size   // what one pull may unpack (registry.max_unpacked_size)
@@ -84,8 +86,46 @@ func New(ctx context.Context, o Options) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	pinned, err := pinnedSet(o.Pinned)
+	if err != nil {
+		return nil, err
+	}
+	timeout := o.Registry.PullProgressTimeout.Duration
+	if timeout <= 0 {
+		timeout = config.Default().Registry.PullProgressTimeout.Duration
+	}
+	unpacked := o.Registry.MaxUnpackedSize
+	if unpacked <= 0 {
+		unpacked = config.Default().Registry.MaxUnpackedSize
+	}
+	reg, err := registry.Load(o.Registry, log)
+	if err != nil {
+		return nil, err
+	}
+	reg.MaxLayers = maxLayers
+	s := &Service{
+		root:      o.RootDir,
+		snapshots: snapshots,
+		log:       log,
+		content:   cs,
+		records:   records,
+		timeout:   timeout,
+		downloads: max(o.Registry.MaxConcurrentDownloads, 1),
+		unpacked:  unpacked,
+		heldBlobs: map[digest.Digest]int{},
+		heldSnaps: map[digest.Digest]int{},
+	}
+	s.registry.Store(reg)
+	s.pinned.Store(&pinned)
+	if err := s.sweep(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func pinnedSet(refs []string) (map[string]bool, error) {
 	pinned := map[string]bool{}
-	for _, p := range o.Pinned {
+	for _, p := range refs {
 		if d, err := digest.Parse(p); err == nil {
 			pinned[d.String()] = true
 			continue
@@ -96,35 +136,30 @@ func New(ctx context.Context, o Options) (*Service, error) {
 		}
 		pinned[named.String()] = true
 	}
-	timeout := o.Registry.PullProgressTimeout.Duration
-	if timeout <= 0 {
-		timeout = config.Default().Registry.PullProgressTimeout.Duration
-	}
-	unpacked := o.Registry.MaxUnpackedSize
-	if unpacked <= 0 {
-		unpacked = config.Default().Registry.MaxUnpackedSize
-	}
-	reg := registry.New(o.Registry, log)
-	reg.MaxLayers = maxLayers
-	s := &Service{
-		root:      o.RootDir,
-		snapshots: snapshots,
-		log:       log,
-		registry:  reg,
-		content:   cs,
-		records:   records,
-		pinned:    pinned,
-		timeout:   timeout,
-		downloads: max(o.Registry.MaxConcurrentDownloads, 1),
-		unpacked:  unpacked,
-		heldBlobs: map[digest.Digest]int{},
-		heldSnaps: map[digest.Digest]int{},
-	}
-	if err := s.sweep(ctx); err != nil {
-		return nil, err
-	}
-	return s, nil
+	return pinned, nil
 }
+
+// Reload replaces the registry configuration (hosts, certs.d, credentials) and the pinned images, after checking
+// all of it: on an error nothing changes. Pulls in flight finish with the configuration they started with.
+func (s *Service) Reload(reg config.RegistryConfig, pinned []string) error {
+	p, err := pinnedSet(pinned)
+	if err != nil {
+		return err
+	}
+	c, err := registry.Load(reg, s.log)
+	if err != nil {
+		return err
+	}
+	old := s.registry.Load()
+	c.MaxLayers, c.Dial = old.MaxLayers, old.Dial
+	s.registry.Store(c)
+	s.pinned.Store(&p)
+	old.Close()
+	return nil
+}
+
+// Registry is the registry client pulls use now.
+func (s *Service) Registry() *registry.Client { return s.registry.Load() }
 
 // sweep deletes records of removed images nobody uses, partial downloads, unpack temp dirs, and blobs and
 // snapshots no record references.

@@ -211,7 +211,7 @@ func newService(t *testing.T, root string, reg config.RegistryConfig) *Service {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.registry.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+	s.registry.Load().Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		host, _, err := net.SplitHostPort(addr)
 		if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
 			t.Errorf("dial %s %s: not a loopback address", network, addr)

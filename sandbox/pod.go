@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/berthcri/berth/internal/atomicfile"
 )
 
 // Files of the pod runtime dir <state>/pods/<id>/ that sandbox owns (the monitor owns monitor.*, pause*
@@ -125,12 +127,7 @@ func (p *Pod) writeRecord() error {
 	if err != nil {
 		return err
 	}
-	// The state dir is cleared on reboot: rename is all the atomicity a crash of berthd needs.
-	tmp := p.path(recordFile + ".tmp")
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, p.path(recordFile))
+	return atomicfile.WriteFile(p.path(recordFile), b, 0o600)
 }
 
 // loadPod reads a pod dir's record.

@@ -13,9 +13,12 @@ import (
 	"path/filepath"
 	"slices"
 	"syscall"
+	"time"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 	"golang.org/x/sys/unix"
+
+	"github.com/berthcri/berth/internal/atomicfile"
 )
 
 // stateDir (a host path) holds the journal and the backups of the files the installer replaced.
@@ -121,7 +124,7 @@ func (h *host) save() error {
 	if bytes.Equal(data, h.saved) {
 		return nil
 	}
-	if err := atomicWrite(h.path(stateDir+"/journal.json"), data, 0o600); err != nil {
+	if err := atomicfile.WriteFile(h.path(stateDir+"/journal.json"), data, 0o600); err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
 	h.saved = data
@@ -219,7 +222,8 @@ func (h *host) writeFile(records *[]fileRecord, p string, data []byte, mode fs.F
 	if err := h.mkdirAll(path.Dir(p)); err != nil {
 		return false, err
 	}
-	if err := atomicWrite(full, data, mode); err != nil {
+	// A new file renamed over the old: a running binary at p keeps its file, a reader never sees half a file.
+	if err := atomicfile.WriteFile(full, data, mode); err != nil {
 		return false, fmt.Errorf("install %s: %w", p, err)
 	}
 	return true, nil
@@ -266,49 +270,27 @@ func (h *host) removeDirs() {
 	}
 }
 
-// atomicWrite writes data to a new file next to p and renames it over p: a running binary at p keeps its file, and
-// a reader never sees half a file.
-func atomicWrite(p string, data []byte, mode fs.FileMode) error {
-	return replaceWith(p, func(tmp string) error { return writeNew(tmp, data, mode) })
-}
-
-// replaceWith has create make a temporary file next to p, then renames it over p and syncs the directory.
-func replaceWith(p string, create func(tmp string) error) error {
-	tmp := filepath.Join(filepath.Dir(p), "."+filepath.Base(p)+".berth-installer.tmp")
+// replaceSymlink makes p a symbolic link to target, owned by uid:gid with modification time mtime, through a new
+// link renamed over p: atomicfile's for a link.
+func replaceSymlink(p, target string, uid, gid int, mtime time.Time) error {
+	tmp := filepath.Join(filepath.Dir(p), atomicfile.TempPrefix+filepath.Base(p)+"-berth-installer")
 	os.Remove(tmp) // left by a crash
-	if err := create(tmp); err != nil {
+	err := os.Symlink(target, tmp)
+	if err == nil {
+		err = os.Lchown(tmp, uid, gid)
+	}
+	if err == nil {
+		ts := []unix.Timespec{unix.NsecToTimespec(mtime.UnixNano()), unix.NsecToTimespec(mtime.UnixNano())}
+		err = unix.UtimesNanoAt(unix.AT_FDCWD, tmp, ts, unix.AT_SYMLINK_NOFOLLOW)
+	}
+	if err == nil {
+		err = os.Rename(tmp, p)
+	}
+	if err != nil {
 		os.Remove(tmp)
 		return err
 	}
-	if err := os.Rename(tmp, p); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	d, err := os.Open(filepath.Dir(p))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
-
-// writeNew creates file p with data and exactly mode (not masked by the umask), synced to disk.
-func writeNew(p string, data []byte, mode fs.FileMode) error {
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(mode)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return atomicfile.SyncDir(filepath.Dir(p))
 }
 
 // copyEntry copies a regular file or a symbolic link from src to dst (replacing dst), keeping mode, owner and
@@ -324,33 +306,21 @@ func copyEntry(src, dst string, fi fs.FileInfo) error {
 		if err != nil {
 			return err
 		}
-		return replaceWith(dst, func(tmp string) error {
-			if err := os.Symlink(target, tmp); err != nil {
-				return err
-			}
-			if err := os.Lchown(tmp, int(st.Uid), int(st.Gid)); err != nil {
-				return err
-			}
-			ts := []unix.Timespec{unix.NsecToTimespec(fi.ModTime().UnixNano()), unix.NsecToTimespec(fi.ModTime().UnixNano())}
-			return unix.UtimesNanoAt(unix.AT_FDCWD, tmp, ts, unix.AT_SYMLINK_NOFOLLOW)
-		})
+		return replaceSymlink(dst, target, int(st.Uid), int(st.Gid), fi.ModTime())
 	case fi.Mode().IsRegular():
 		data, err := os.ReadFile(src)
 		if err != nil {
 			return err
 		}
-		return replaceWith(dst, func(tmp string) error {
-			if err := writeNew(tmp, data, 0o600); err != nil {
-				return err
-			}
-			if err := os.Chown(tmp, int(st.Uid), int(st.Gid)); err != nil {
-				return err
-			}
-			// After chown, which clears setuid and setgid.
-			if err := os.Chmod(tmp, fi.Mode()&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)); err != nil {
-				return err
-			}
-			return os.Chtimes(tmp, fi.ModTime(), fi.ModTime())
+		// Mode after chown, which clears setuid and setgid (atomicfile sets it after Prepare).
+		return atomicfile.Write(dst, data, atomicfile.Options{
+			Perm: fi.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky),
+			Prepare: func(f *os.File) error {
+				if err := f.Chown(int(st.Uid), int(st.Gid)); err != nil {
+					return err
+				}
+				return os.Chtimes(f.Name(), fi.ModTime(), fi.ModTime())
+			},
 		})
 	default:
 		return fmt.Errorf("%s: %s is neither a regular file nor a symbolic link", src, fi.Mode().Type())

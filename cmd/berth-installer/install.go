@@ -42,7 +42,7 @@ const (
 
 type installer struct {
 	root           string // the host's root file system, e.g. /host
-	payload        string // directory holding bin/berthd and cni/<plugin> (in the installer's image)
+	payload        string // directory holding bin/berthd, bin/berth-monitor and cni/<plugin> (in the installer's image, or a release)
 	endpoint       string // berth's CRI endpoint, for the kubelet
 	kubelet        kubeletFiles
 	switchRuntime  bool

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/berthcri/berth/deploy"
+	"github.com/berthcri/berth/internal/atomicfile"
 )
 
 // stubRunner stands in for the host's commands (systemctl, berthd-supervise): it records the calls.
@@ -286,7 +287,7 @@ func TestInstallFakeNode(t *testing.T) {
 			if calls := stub.take(); !slices.Equal(calls, tc.first) {
 				t.Errorf("first install ran %q, want %q", calls, tc.first)
 			}
-			leftovers, _ := filepath.Glob(filepath.Join(root, "*/*/*.berth-installer.tmp"))
+			leftovers, _ := filepath.Glob(filepath.Join(root, "*/*/"+atomicfile.TempPrefix+"*"))
 			if len(leftovers) > 0 {
 				t.Errorf("temporary files left: %q", leftovers)
 			}

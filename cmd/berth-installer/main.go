@@ -52,7 +52,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	in := installer{kubelet: defaultKubeletFiles, kube: inClusterClient}
 	var sleep bool
 	fs.StringVar(&in.root, "host-root", "/host", "the host's root file system")
-	fs.StringVar(&in.payload, "payload", "/opt/berth", "directory holding bin/berthd and cni/<plugins> to install")
+	fs.StringVar(&in.payload, "payload", "/opt/berth", "directory holding bin/berthd, bin/berth-monitor and cni/<plugins> to install (an unpacked release tarball)")
 	fs.BoolVar(&in.switchRuntime, "switch", false, "point the kubelet at berth (the node must be cordoned and drained), restart it, label the node "+runtimeLabel+"=installed")
 	fs.BoolVar(&in.defaultNetwork, "default-network", false, "install a bridge network ("+networkPath+") when "+cniConfDir+" has no network config")
 	fs.StringVar(&in.node, "node", os.Getenv("NODE_NAME"), "this node's name (default $NODE_NAME)")

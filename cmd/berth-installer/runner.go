@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +11,8 @@ import (
 	"time"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
+
+	"github.com/berthcri/berth/internal/tail"
 )
 
 // runner runs a command on the host.
@@ -56,12 +57,14 @@ func (r hostRunner) Run(ctx context.Context, name string, args ...string) error 
 	}
 	cmd.Env = []string{hostPATH}
 	cmd.WaitDelay = time.Second // a daemon it started that kept the output pipe must not hold the installer
-	out, err := cmd.CombinedOutput()
+	out := tail.New(tail.MessageSize)
+	cmd.Stdout, cmd.Stderr = out, out
+	err := cmd.Run()
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return fmt.Errorf("%s: timed out after %s: %w: %s", strings.Join(append([]string{name}, args...), " "), timeout, ctx.Err(), bytes.TrimSpace(out))
+		return fmt.Errorf("%s: timed out after %s: %w: %s", strings.Join(append([]string{name}, args...), " "), timeout, ctx.Err(), out)
 	}
 	if err != nil {
-		return fmt.Errorf("%s: %w: %s", strings.Join(append([]string{name}, args...), " "), err, bytes.TrimSpace(out))
+		return fmt.Errorf("%s: %w: %s", strings.Join(append([]string{name}, args...), " "), err, out)
 	}
 	return nil
 }

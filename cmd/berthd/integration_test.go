@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -62,7 +63,25 @@ type daemon struct {
 	dir, config, socket string
 	env                 []string // added to the test's environment
 	cmd                 *exec.Cmd
-	log                 *bytes.Buffer
+	log                 *logBuffer
+}
+
+// logBuffer is berthd's output, written by exec's copying goroutine while a test may read it.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func newDaemon(t *testing.T, extraConfig string) *daemon {
@@ -102,7 +121,7 @@ func needImages(t *testing.T) {
 
 func (d *daemon) start(t *testing.T) {
 	t.Helper()
-	d.log = &bytes.Buffer{}
+	d.log = &logBuffer{}
 	d.cmd = exec.Command(berthdBin, "--config", d.config)
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	d.cmd.Env = append(os.Environ(), d.env...)

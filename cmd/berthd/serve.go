@@ -37,12 +37,15 @@ import (
 	"github.com/berthcri/berth/sandbox"
 )
 
-func serve(cfg config.Config) error {
-	// Signals are caught from the first moment: a SIGTERM during start-up is an orderly stop, not a kill. SIGHUP is
-	// caught only to be ignored (waitForStop).
+// serve runs the daemon on cfg; load reads the configuration again, for a reload on SIGHUP.
+func serve(cfg config.Config, load func() (config.Config, error)) error {
+	// Signals are caught from the first moment: a SIGTERM during start-up is an orderly stop, not a kill. A SIGHUP
+	// during start-up is a reload once berthd serves (waitForStop).
 	sigs := make(chan os.Signal, 3) // room for one of each: a SIGHUP during start-up must not crowd out a SIGTERM
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	log := newLogger(cfg.Log)
+	cfg.CgroupDriver = cgroupDriver(cfg.CgroupDriver)
+	level := new(slog.LevelVar)
+	log := newLogger(cfg.Log, level)
 	slog.SetDefault(log)
 	// Before any child process starts: FromEnv takes systemd's variables out of the environment.
 	notifier, err := sdnotify.FromEnv()
@@ -91,7 +94,9 @@ func serve(cfg config.Config) error {
 		return fmt.Errorf("pod network: %w", err)
 	}
 	defer network.Close()
-	runtimeSrv, err := newRuntime(ctx, cfg, gid, images, network, log)
+	devices, stopCDI := cdiRegistry(cfg.CDI, log)
+	defer stopCDI()
+	runtimeSrv, err := newRuntime(ctx, cfg, gid, images, network, devices, log)
 	if err != nil {
 		return err
 	}
@@ -127,7 +132,8 @@ func serve(cfg config.Config) error {
 	}
 	defer stopWatchdog()
 
-	if err := waitForStop(sigs, serveErr, log); err != nil {
+	r := &reloader{load: load, images: images, level: level, notifier: notifier, log: log, running: cfg}
+	if err := waitForStop(sigs, serveErr, r.reload, log); err != nil {
 		return fmt.Errorf("serve %s: %w", cfg.Listen, err)
 	}
 	if err := notifier.Notify(sdnotify.Stopping); err != nil {
@@ -140,15 +146,14 @@ func serve(cfg config.Config) error {
 	return nil
 }
 
-// waitForStop returns nil on SIGTERM or SIGINT, or the error that ended the gRPC server. SIGHUP is logged and
-// ignored: berthd has no configuration to reload and logs to stderr, so there is no log file to reopen, and an
-// uncaught SIGHUP would end it in a way systemd counts as a clean exit (not restarted by Restart=on-failure).
-func waitForStop(sigs <-chan os.Signal, serveErr <-chan error, log *slog.Logger) error {
+// waitForStop returns nil on SIGTERM or SIGINT, or the error that ended the gRPC server; SIGHUP calls reload (one
+// at a time: signals are handled in order). berthd logs to stderr, so there is no log file to reopen.
+func waitForStop(sigs <-chan os.Signal, serveErr <-chan error, reload func(), log *slog.Logger) error {
 	for {
 		select {
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
-				log.Info("SIGHUP ignored: berthd reloads nothing; restart it to apply a new configuration")
+				reload()
 				continue
 			}
 			log.Info("stop requested", "signal", sig.String())
@@ -181,7 +186,7 @@ func cgroupVersion() string {
 
 // newRuntime builds the runtime service over sandbox/ and oci/ and reconciles it with the host.
 // usernsGID is the group that may traverse the shared state dirs, 0 for none.
-func newRuntime(ctx context.Context, cfg config.Config, usernsGID int, images *image.Service, network *cni.Network, log *slog.Logger) (*cri.RuntimeServer, error) {
+func newRuntime(ctx context.Context, cfg config.Config, usernsGID int, images *image.Service, network *cni.Network, devices cri.CDIDevices, log *slog.Logger) (*cri.RuntimeServer, error) {
 	driver := cgroupDriver(cfg.CgroupDriver)
 	host, err := specgen.SystemHost()
 	if err != nil {
@@ -218,6 +223,7 @@ func newRuntime(ctx context.Context, cfg config.Config, usernsGID int, images *i
 		Host:          host,
 		AppArmor:      appArmor,
 		AppArmorNote:  appArmorNote,
+		CDI:           devices,
 		Logger:        log,
 	})
 	if err != nil {
@@ -259,9 +265,11 @@ func gracefulStop(srv *grpc.Server, timeout time.Duration) {
 	}
 }
 
-func newLogger(c config.LogConfig) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(c.Level)) // validated at load
+// newLogger logs at level, set from c and changed by a reload.
+func newLogger(c config.LogConfig, level *slog.LevelVar) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(c.Level)) // validated at load
+	level.Set(l)
 	opts := &slog.HandlerOptions{Level: level}
 	if c.Format == "json" {
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts))

@@ -5,6 +5,7 @@ package main
 import (
 	"net"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -34,7 +35,8 @@ func TestSIGHUPKeepsServing(t *testing.T) {
 
 // TestSystemdNotify runs berthd as systemd runs a Type=notify unit with WatchdogSec=: NOTIFY_SOCKET names a datagram
 // socket (here the test's), WATCHDOG_USEC the watchdog. berthd must say READY=1 once it answers, ping WATCHDOG=1
-// at half the interval, ignore SIGHUP, and say STOPPING=1 on SIGTERM.
+// at half the interval, frame a SIGHUP's reload with RELOADING=1 (and MONOTONIC_USEC, which systemd 253+ wants) and
+// READY=1, and say STOPPING=1 on SIGTERM.
 func TestSystemdNotify(t *testing.T) {
 	d := newDaemon(t, "")
 	sock := filepath.Join(d.dir, "notify")
@@ -78,10 +80,14 @@ func TestSystemdNotify(t *testing.T) {
 		}
 	}
 	d.cmd.Process.Signal(syscall.SIGHUP)
-	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); {
+	var reload []string
+	for deadline := time.Now().Add(5 * time.Second); len(reload) < 2 && time.Now().Before(deadline); {
 		if m := next(100 * time.Millisecond); m != "" && m != "WATCHDOG=1" {
-			t.Fatalf("message %q after SIGHUP", m)
+			reload = append(reload, m)
 		}
+	}
+	if len(reload) != 2 || !strings.HasPrefix(reload[0], "RELOADING=1\nMONOTONIC_USEC=") || reload[1] != "READY=1" {
+		t.Fatalf("messages %q after SIGHUP, want RELOADING=1 with MONOTONIC_USEC, then READY=1:\n%s", reload, d.log)
 	}
 	d.cmd.Process.Signal(syscall.SIGTERM)
 	for m := next(10 * time.Second); m != "STOPPING=1"; m = next(10 * time.Second) {

@@ -6,7 +6,10 @@
 #   per-pod-pss-kib         PSS of what each pod adds beside its container (berth: monitor; containerd: shim and
 #                           pause), mean over PODS idle pods of one container, each in its own PID namespace (the
 #                           kubelet's default)
+#   per-pod-rss-kib         RSS of the same processes, mean per pod: what one pod would cost with nothing to share
+#                           (berth: one idle monitor with one container)
 #   shared-pid-pod-pss-kib  the same for pods sharing one PID namespace (shareProcessNamespace): berth adds a pause
+#   shared-pid-pod-rss-kib  and its RSS
 # Each runtime has a bridge network of its own (hack/bench/lib.sh bench_net).
 # It reports medians and ratios berth/containerd (goals: cycles <= 0.5, RSS <= 25 MB, per-pod <= 2 MiB); it never
 # asserts times. Environment: SAMPLES (40), PODS (10), BERTH_BENCH_OUT (_output/bench).
@@ -43,9 +46,9 @@ pss_kib() { awk '/^Pss:/ { print $2 }' "/proc/$1/smaps_rollup" 2>/dev/null || ec
 
 # per_pod SOCKET NAME OVERHEAD_PATTERN PIDMODE ROW: runs PODS pods of one idle container in the CRI PID namespace mode
 # PIDMODE (0 pod, 1 container), then prints the mean PSS of the processes whose command line matches OVERHEAD_PATTERN
-# (the runtime's per-pod processes) as ROW.
+# (the runtime's per-pod processes) as ROW (a -pss-kib row), and their mean RSS as the -rss-kib row beside it.
 per_pod() {
-  local cri=("$crictl" --runtime-endpoint "unix://$1" --image-endpoint "unix://$1" --timeout 60s) i pod ctr total=0 n=0 pid
+  local cri=("$crictl" --runtime-endpoint "unix://$1" --image-endpoint "unix://$1" --timeout 60s) i pod ctr total=0 rss=0 n=0 pid
   for i in $(seq "$pods"); do
     cat >"$work/pod-$i.json" <<JSON
 {"metadata":{"name":"bench-$i","namespace":"bench","uid":"bench-$i"},"log_directory":"$work/logs/$2-$i",
@@ -62,10 +65,12 @@ JSON
   sleep 5 # let the per-pod processes settle to idle
   for pid in $(pgrep -f -- "$3"); do
     total=$((total + $(pss_kib "$pid")))
+    rss=$((rss + $(rss_kib "$pid" 2>/dev/null || echo 0)))
     n=$((n + 1))
   done
   "${cri[@]}" rmp -f -a >/dev/null 2>&1 || true
   echo "$5 $((total / pods))"
+  echo "${5%-pss-kib}-rss-kib $((rss / pods))"
   [ "$4" = 0 ] || echo "per-pod-processes $((n / pods))"
 }
 

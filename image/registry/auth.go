@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"context"
 	"encoding/base64"
 	"fmt"
 	"strings"
@@ -29,27 +30,66 @@ func (a *Auth) empty() bool {
 	return a == nil || a.Username == "" && a.Password == "" && a.Auth == "" && a.IdentityToken == "" && a.RegistryToken == ""
 }
 
-// credentials picks the credential for one endpoint. The pull's own credential (CRI AuthConfig) wins when it
-// has no server address (as in containerd, it then goes to every endpoint of the pull, mirrors included) or
-// when its server address names the endpoint's host; otherwise the endpoint host's config entry is used. So a
-// credential kubelet scoped to the upstream registry is never sent to a mirror.
-func credentials(ep Endpoint, a *Auth) (authn.Authenticator, error) {
+// credentials picks the credential for one endpoint, first found:
+//   - the pull's own (CRI AuthConfig), when it has no server address (as in containerd, it then goes to every
+//     endpoint of the pull, mirrors included) or its server address names the endpoint's host;
+//   - berth.toml's credentials of the endpoint's host (a mirror's own entry; the registry's for itself);
+//   - registry.docker_config for the endpoint's host: its credential helper, else its auths entry.
+//
+// A mirror is never sent what is meant for the registry it mirrors, except the unscoped CRI credential.
+func (c *Client) credentials(ctx context.Context, ep Endpoint, a *Auth) (authn.Authenticator, error) {
 	if !a.empty() && (a.ServerAddress == "" || sameRegistry(a.ServerAddress, ep.Host)) {
-		cfg, err := authConfig(a.Username, a.Password, a.Auth, a.IdentityToken)
-		if err != nil {
-			return nil, fmt.Errorf("auth config for %s: %w", ep.Host, err)
-		}
-		cfg.RegistryToken = a.RegistryToken
-		return authn.FromConfig(cfg), nil
+		return fromAuth(ep.Host, a)
 	}
-	if h := ep.Config; hasCredentials(h) {
+	if h := ep.creds; hasCredentials(h) {
 		cfg, err := authConfig(h.Username, h.Password, h.Auth, h.IdentityToken)
 		if err != nil {
 			return nil, fmt.Errorf("registry host %q credentials: %w", ep.Host, err)
 		}
 		return authn.FromConfig(cfg), nil
 	}
+	d, err := c.docker.lookup(ctx, ep.Host)
+	if err != nil {
+		return nil, err
+	}
+	if !d.empty() {
+		return fromAuth(ep.Host, d)
+	}
 	return authn.Anonymous, nil
+}
+
+// CredentialSource says where ep's credential comes from when the pull sends none of its own, without running a
+// helper: for `berthd config endpoints`.
+func (c *Client) CredentialSource(ep Endpoint) string {
+	if hasCredentials(ep.creds) {
+		return "berth.toml"
+	}
+	if d := c.docker; d != nil {
+		key := canonicalHost(ep.Host)
+		helper := d.credHelpers[key]
+		if helper == "" {
+			helper = d.credsStore
+		}
+		_, auths := d.auths[key]
+		switch {
+		case helper != "" && auths:
+			return "docker-credential-" + helper + ", else " + d.file + " auths"
+		case helper != "":
+			return "docker-credential-" + helper
+		case auths:
+			return d.file + " auths"
+		}
+	}
+	return "anonymous"
+}
+
+func fromAuth(host string, a *Auth) (authn.Authenticator, error) {
+	cfg, err := authConfig(a.Username, a.Password, a.Auth, a.IdentityToken)
+	if err != nil {
+		return nil, fmt.Errorf("auth config for %s: %w", host, err)
+	}
+	cfg.RegistryToken = a.RegistryToken
+	return authn.FromConfig(cfg), nil
 }
 
 func hasCredentials(h config.RegistryHost) bool {

@@ -50,12 +50,24 @@ type Image struct {
 }
 
 // Resolve finds ref on its registry's endpoints in order and returns the manifest and config of the image for
-// this node's platform (linux/GOARCH), read under the caps of manifest.go. The first endpoint that answers wins; when all fail, the error of the
-// last one is returned, mentioning the others.
+// this node's platform (linux/GOARCH), read under the caps of manifest.go. The first endpoint that answers wins;
+// when all fail, the error of the last one is returned, mentioning the others. An endpoint is used only if it has the
+// capabilities the pull needs (Usable): manifests and blobs come from the endpoint that resolved the reference.
 func (c *Client) Resolve(ctx context.Context, ref reference.Named, auth *Auth) (*Image, error) {
-	eps, err := Endpoints(c.cfg, reference.Domain(ref))
+	all, err := c.Endpoints(reference.Domain(ref))
 	if err != nil {
 		return nil, err
+	}
+	_, digested := ref.(reference.Digested)
+	var eps []Endpoint
+	for _, ep := range all {
+		if ep.Usable(digested) {
+			eps = append(eps, ep)
+		}
+	}
+	if len(eps) == 0 {
+		return nil, errdefs.FailedPrecondition("registry %s: no configured endpoint has the capabilities a pull of %s needs (%s)",
+			reference.Domain(ref), ref, needed(digested))
 	}
 	var last error
 	var earlier []string
@@ -101,13 +113,13 @@ func (c *Client) resolveAt(ctx context.Context, ep Endpoint, ref reference.Named
 	if err != nil {
 		return nil, err
 	}
-	creds, err := credentials(ep, auth)
+	creds, err := c.credentials(ctx, ep, auth)
 	if err != nil {
 		return nil, err
 	}
 	// The authenticated transport (a transport.Wrapper) is shared by the manifest, config and layer fetches, so the
 	// ping and token exchange happen once per pull.
-	rt, err := transport.NewWithContext(ctx, reg, creds, &schemeTransport{host: ep.Host, scheme: ep.Scheme, inner: base},
+	rt, err := transport.NewWithContext(ctx, reg, creds, &endpointTransport{ep: ep, ns: mirrorOf(ep, ref), inner: base},
 		[]string{repo.Scope(transport.PullScope)})
 	if err != nil {
 		return nil, err
@@ -127,6 +139,26 @@ func (c *Client) resolveAt(ctx context.Context, ep Endpoint, ref reference.Named
 		return nil, err
 	}
 	return im, nil
+}
+
+// mirrorOf is the registry a mirror endpoint stands in for, "" for the registry's own endpoint.
+func mirrorOf(ep Endpoint, ref reference.Named) string {
+	if !ep.Mirror {
+		return ""
+	}
+	return reference.Domain(ref)
+}
+
+// Usable says whether a pull may use the endpoint: a digest reference needs pull, a tag also resolve.
+func (ep Endpoint) Usable(digested bool) bool {
+	return ep.Capabilities&needed(digested) == needed(digested)
+}
+
+func needed(digested bool) Capabilities {
+	if digested {
+		return CapPull
+	}
+	return CapPull | CapResolve
 }
 
 // Fetch opens blob d on the endpoint the image was resolved on. The caller verifies size and digest as it reads.

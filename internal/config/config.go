@@ -47,6 +47,7 @@ type Config struct {
 	Registry RegistryConfig `toml:"registry"`
 	Stream   StreamConfig   `toml:"stream"`
 	Metrics  MetricsConfig  `toml:"metrics"`
+	CDI      CDIConfig      `toml:"cdi"`
 	NRI      NRIConfig      `toml:"nri"`
 }
 
@@ -69,16 +70,30 @@ type RegistryConfig struct {
 	MaxManifestSize Size `toml:"max_manifest_size"` // one manifest or index
 	MaxConfigSize   Size `toml:"max_config_size"`   // the image config
 	MaxUnpackedSize Size `toml:"max_unpacked_size"` // all a pull unpacks: its layers' tar streams and sparse holes
-	// Hosts is keyed by registry host[:port], as in [registry.hosts."registry.k8s.io"]. A host table in a later
-	// file replaces that host's whole entry; other hosts are kept.
+	// ConfigPath is a containerd-style certs.d directory (<dir>/<host>/hosts.toml, or docker's *.crt, *.cert and
+	// *.key files), or a colon-separated list of them (the first that has a host wins), read at start and on SIGHUP;
+	// empty reads none. A host may be configured here or in Hosts, not both.
+	ConfigPath string `toml:"config_path"`
+	// DockerConfig is a docker config.json whose auths, credHelpers and credsStore are the credentials of hosts
+	// that a pull's own credential does not cover; empty uses none.
+	DockerConfig string `toml:"docker_config"`
+	// Hosts is keyed by registry host[:port], as in [registry.hosts."registry.k8s.io"], or "_default" for every
+	// host without an entry. A host table in a later file replaces that host's whole entry; other hosts are kept.
 	Hosts map[string]RegistryHost `toml:"hosts"`
 }
+
+// DefaultHost is the Hosts key (and the certs.d dir name) whose entry serves every host without its own.
+const DefaultHost = "_default"
 
 type RegistryHost struct {
 	Mirrors     []string `toml:"mirrors,omitempty"`      // tried in order before the host itself
 	MirrorsOnly bool     `toml:"mirrors_only,omitempty"` // never contact the host itself
 	PlainHTTP   bool     `toml:"plain_http,omitempty"`   // talk HTTP, not HTTPS, to the host
 	CAFile      string   `toml:"ca_file,omitempty"`      // PEM bundle trusted for the host and its mirrors
+	SkipVerify  bool     `toml:"skip_verify,omitempty"`  // do not verify the host's TLS certificate
+	// ClientCert is a PEM client certificate presented to the host; ClientKey its key, when not in the same file.
+	ClientCert string `toml:"client_cert,omitempty"`
+	ClientKey  string `toml:"client_key,omitempty"`
 	// Credentials: username and password, or auth (base64 of "user:pass"), or an identity (refresh) token.
 	Username      string `toml:"username,omitempty"`
 	Password      string `toml:"password,omitempty"`
@@ -96,6 +111,13 @@ type StreamConfig struct {
 type MetricsConfig struct {
 	Address string `toml:"address"` // host:port of the Prometheus endpoint; empty turns it off
 	Pprof   bool   `toml:"pprof"`   // also serve /debug/pprof on that address
+}
+
+// CDIConfig is where CDI (Container Device Interface) specs are read from; oci/cdi watches these directories.
+type CDIConfig struct {
+	Enabled bool `toml:"enabled"`
+	// SpecDirs are read in order; a device defined in a later directory overrides the same name in an earlier one.
+	SpecDirs []string `toml:"spec_dirs"`
 }
 
 // NRIConfig turns on Node Resource Interface plugins (cri/nri*.go); off by default.
@@ -209,6 +231,8 @@ func Default() Config {
 			MaxUnpackedSize: 64 << 30,
 		},
 		Stream: StreamConfig{Address: "127.0.0.1"},
+		// containerd 2.x and CRI-O read CDI specs by default, from these two directories.
+		CDI: CDIConfig{Enabled: true, SpecDirs: []string{"/etc/cdi", "/var/run/cdi"}},
 		// The paths and timeouts of containerd and CRI-O, which plugins and their installers expect.
 		NRI: NRIConfig{
 			SocketPath: "/var/run/nri/nri.sock", PluginPath: "/opt/nri/plugins", PluginConfigPath: "/etc/nri/conf.d",

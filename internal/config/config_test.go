@@ -65,6 +65,8 @@ func TestDefault(t *testing.T) {
 		"stream.port":                       {d.Stream.Port, 0},
 		"metrics.address":                   {d.Metrics.Address, ""},
 		"metrics.pprof":                     {d.Metrics.Pprof, false},
+		"cdi.enabled":                       {d.CDI.Enabled, true},
+		"cdi.spec_dirs":                     {d.CDI.SpecDirs, []string{"/etc/cdi", "/var/run/cdi"}},
 		"nri.enable":                        {d.NRI.Enable, false},
 		"nri.socket_path":                   {d.NRI.SocketPath, "/var/run/nri/nri.sock"},
 		"nri.plugin_path":                   {d.NRI.PluginPath, "/opt/nri/plugins"},
@@ -184,7 +186,21 @@ func TestLoadErrors(t *testing.T) {
 		"bad host key": {dropIn: "[registry.hosts.\"https://r.io\"]\nplain_http = true",
 			want: []string{`registry.hosts."https://r.io": a registry host is host[:port], not a URL`}},
 		"bad host name": {dropIn: "[registry.hosts.\"r_io\"]\nplain_http = true",
-			want: []string{`registry.hosts.r_io: DNS label "r_io" is invalid (want host[:port])`}},
+			want: []string{`registry.hosts.r_io: DNS label "r_io" is invalid (want host[:port] or "_default")`}},
+		"client_key alone": {dropIn: "[registry.hosts.\"r.io\"]\nclient_key = \"/etc/hostname\"",
+			want: []string{`registry.hosts."r.io".client_key: set without client_cert`}},
+		"client_cert missing": {dropIn: "[registry.hosts.\"r.io\"]\nclient_cert = \"/nonexistent/c.pem\"",
+			want: []string{`registry.hosts."r.io".client_cert: not readable`}},
+		"plain_http with TLS": {dropIn: "[registry.hosts.\"r.io\"]\nplain_http = true\nskip_verify = true",
+			want: []string{`registry.hosts."r.io".plain_http: set together with skip_verify or client_cert`}},
+		"mirror with a query": {dropIn: "[registry.hosts.\"r.io\"]\nmirrors = [\"https://m.example/p?x=1\"]",
+			want: []string{`registry.hosts."r.io".mirrors[0]:`, "only scheme, host[:port] and path"}},
+		"config_path relative": {dropIn: "[registry]\nconfig_path = \"certs.d\"",
+			want: []string{`registry.config_path[0]: "certs.d" is not an absolute path`}},
+		"config_path list": {dropIn: "[registry]\nconfig_path = \"/etc/containerd/certs.d:docker\"",
+			want: []string{`registry.config_path[1]: "docker" is not an absolute path`}},
+		"docker_config missing": {dropIn: "[registry]\ndocker_config = \"/nonexistent/config.json\"",
+			want: []string{`registry.docker_config: not readable`}},
 		"bad host port": {dropIn: "[registry.hosts.\"r.io:99999\"]\nplain_http = true",
 			want: []string{`registry.hosts."r.io:99999":`, "port"}},
 		"ca_file missing": {dropIn: "[registry.hosts.\"r.io\"]\nca_file = \"/nonexistent/ca.pem\"",
@@ -203,10 +219,15 @@ func TestLoadErrors(t *testing.T) {
 		"key only":       {dropIn: "[stream]\ntls_key = \"/etc/hostname\"", want: []string{"stream.tls_key: set without stream.tls_cert"}},
 		"key unreadable": {dropIn: "[stream]\ntls_cert = \"/etc/hostname\"\ntls_key = \"/nonexistent/key.pem\"",
 			want: []string{"stream.tls_key: not readable"}},
-		"metrics no port":     {dropIn: "[metrics]\naddress = \"127.0.0.1\"", want: []string{"metrics.address:", "want host:port"}},
-		"metrics bad port":    {dropIn: "[metrics]\naddress = \"127.0.0.1:http\"", want: []string{"metrics.address:", `port "http"`}},
-		"pprof alone":         {dropIn: "[metrics]\npprof = true", want: []string{"metrics.pprof: set without metrics.address"}},
-		"nri relative socket": {dropIn: "[nri]\nsocket_path = \"nri.sock\"", want: []string{"nri.socket_path:", "not an absolute path"}},
+		"metrics no port":  {dropIn: "[metrics]\naddress = \"127.0.0.1\"", want: []string{"metrics.address:", "want host:port"}},
+		"metrics bad port": {dropIn: "[metrics]\naddress = \"127.0.0.1:http\"", want: []string{"metrics.address:", `port "http"`}},
+		"pprof alone":      {dropIn: "[metrics]\npprof = true", want: []string{"metrics.pprof: set without metrics.address"}},
+		"cdi relative dir": {dropIn: "[cdi]\nspec_dirs = [\"/etc/cdi\", \"cdi\"]", want: []string{"50-x.toml: cdi.spec_dirs[1]:", `"cdi" is not an absolute path`}},
+		"cdi duplicate dir": {dropIn: "[cdi]\nspec_dirs = [\"/etc/cdi\", \"/var/run/cdi\", \"/etc/cdi/\"]",
+			want: []string{"cdi.spec_dirs[2]:", `"/etc/cdi/" is already spec_dirs[0]`}},
+		"cdi no dirs":           {dropIn: "[cdi]\nspec_dirs = []", want: []string{"cdi.spec_dirs: empty; set cdi.enabled = false"}},
+		"cdi off still checked": {dropIn: "[cdi]\nenabled = false\nspec_dirs = [\"rel\"]", want: []string{"cdi.spec_dirs[0]:", "not an absolute path"}},
+		"nri relative socket":   {dropIn: "[nri]\nsocket_path = \"nri.sock\"", want: []string{"nri.socket_path:", "not an absolute path"}},
 		"nri long socket": {dropIn: "[nri]\nsocket_path = \"/" + strings.Repeat("s", 110) + "\"",
 			want: []string{"nri.socket_path:", "longer than 107 bytes"}},
 		"nri relative plugins": {dropIn: "[nri]\nplugin_path = \"plugins\"", want: []string{"nri.plugin_path:", "not an absolute path"}},
@@ -258,6 +279,9 @@ port = 10010
 [metrics]
 address = ":9090"
 pprof = true
+[cdi]
+enabled = false
+spec_dirs = []
 [nri]
 enable = true
 socket_path = "/run/berth-test/nri.sock"
@@ -289,6 +313,7 @@ func TestTOMLRoundTrip(t *testing.T) {
 	}
 	full.Stream = StreamConfig{Address: "0.0.0.0", Port: 10010, TLSCert: "/etc/hostname", TLSKey: "/etc/hostname"}
 	full.Metrics = MetricsConfig{Address: "127.0.0.1:9090", Pprof: true}
+	full.CDI = CDIConfig{Enabled: false, SpecDirs: []string{"/opt/cdi"}}
 
 	for name, c := range map[string]Config{"default": Default(), "every key set": full} {
 		t.Run(name, func(t *testing.T) {

@@ -126,22 +126,36 @@ func (c *Config) Validate() error {
 	v.atLeast(toml.Key{"registry", "max_manifest_size"}, c.Registry.MaxManifestSize, 4<<10)
 	v.atLeast(toml.Key{"registry", "max_config_size"}, c.Registry.MaxConfigSize, 4<<10)
 	v.atLeast(toml.Key{"registry", "max_unpacked_size"}, c.Registry.MaxUnpackedSize, 1<<20)
+	if c.Registry.ConfigPath != "" {
+		for i, dir := range strings.Split(c.Registry.ConfigPath, ":") {
+			v.absPath(toml.Key{"registry", "config_path"}, i, dir)
+		}
+	}
+	if c.Registry.DockerConfig != "" {
+		v.absPath(toml.Key{"registry", "docker_config"}, -1, c.Registry.DockerConfig)
+		v.readable(toml.Key{"registry", "docker_config"}, c.Registry.DockerConfig)
+	}
 	for _, host := range slices.Sorted(maps.Keys(c.Registry.Hosts)) {
 		v.registryHost(host, c.Registry.Hosts[host])
 	}
 
 	v.stream(c.Stream)
 	v.metrics(c.Metrics)
+	v.cdi(c.CDI)
 	v.nri(c.NRI)
 	return errors.Join(v.errs...)
 }
 
 func (v *validator) registryHost(host string, h RegistryHost) {
 	key := func(k string) toml.Key { return toml.Key{"registry", "hosts", host, k} }
-	if strings.Contains(host, "://") {
+	switch {
+	case host == DefaultHost:
+	case strings.Contains(host, "://"):
 		v.fail(toml.Key{"registry", "hosts", host}, -1, "a registry host is host[:port], not a URL")
-	} else if err := checkHostPort(host, false); err != nil {
-		v.fail(toml.Key{"registry", "hosts", host}, -1, "%v (want host[:port])", err)
+	default:
+		if err := checkHostPort(host, false); err != nil {
+			v.fail(toml.Key{"registry", "hosts", host}, -1, "%v (want host[:port] or %q)", err, DefaultHost)
+		}
 	}
 	for i, m := range h.Mirrors {
 		u, err := url.Parse(m)
@@ -152,6 +166,8 @@ func (v *validator) registryHost(host string, h RegistryHost) {
 			v.fail(key("mirrors"), i, "%q: scheme must be http or https", m)
 		case u.Host == "":
 			v.fail(key("mirrors"), i, "%q: no host", m)
+		case u.RawQuery != "" || u.Fragment != "" || u.User != nil:
+			v.fail(key("mirrors"), i, "%q: only scheme, host[:port] and path are allowed", m)
 		}
 	}
 	if h.MirrorsOnly && len(h.Mirrors) == 0 {
@@ -159,6 +175,19 @@ func (v *validator) registryHost(host string, h RegistryHost) {
 	}
 	if h.CAFile != "" {
 		v.readable(key("ca_file"), h.CAFile)
+	}
+	if h.ClientCert != "" {
+		v.readable(key("client_cert"), h.ClientCert)
+	}
+	if h.ClientKey != "" {
+		if h.ClientCert == "" {
+			v.fail(key("client_key"), -1, "set without client_cert")
+		} else {
+			v.readable(key("client_key"), h.ClientKey)
+		}
+	}
+	if h.PlainHTTP && (h.SkipVerify || h.ClientCert != "") {
+		v.fail(key("plain_http"), -1, "set together with skip_verify or client_cert, which only HTTPS uses")
 	}
 	if h.Auth != "" {
 		if h.Username != "" {
@@ -201,6 +230,24 @@ func (v *validator) metrics(m MetricsConfig) {
 	}
 	if err := checkHostPort(m.Address, true); err != nil {
 		v.fail(toml.Key{"metrics", "address"}, -1, "%q: %v (want host:port)", m.Address, err)
+	}
+}
+
+// cdi checks the spec dirs even when CDI is off, so that turning it on cannot reveal a typo.
+func (v *validator) cdi(c CDIConfig) {
+	key := toml.Key{"cdi", "spec_dirs"}
+	if c.Enabled && len(c.SpecDirs) == 0 {
+		v.fail(key, -1, "empty; set cdi.enabled = false to turn CDI off")
+	}
+	seen := map[string]int{}
+	for i, d := range c.SpecDirs {
+		v.absPath(key, i, d)
+		clean := filepath.Clean(d)
+		if j, ok := seen[clean]; ok {
+			v.fail(key, i, "%q is already spec_dirs[%d]", d, j)
+			continue
+		}
+		seen[clean] = i
 	}
 }
 

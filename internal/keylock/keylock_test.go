@@ -8,7 +8,8 @@ import (
 	"time"
 )
 
-// held reports whether lock(ctx) is still blocked after a short while; it cancels the attempt then.
+// blocked reports whether lock(ctx) is still blocked after a short while; it cancels the attempt then. A free key is
+// taken at once whatever the context, so a false answer is never the timer's.
 func blocked(t *testing.T, lock func(context.Context) (func(), error)) bool {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
@@ -22,6 +23,25 @@ func blocked(t *testing.T, lock func(context.Context) (func(), error)) bool {
 		t.Fatalf("lock with an ended context = %v, want DeadlineExceeded", err)
 	}
 	return true
+}
+
+// waitEntry polls key's entry, under the map's lock, until cond holds. A caller of lock counts itself a waiter, and
+// calls waiting, in the same critical section in which it finds the key taken, so a count seen here proves that it
+// is blocked: no sleep stands in for that proof.
+func waitEntry(t *testing.T, m *Map, key, what string, cond func(*entry) bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		m.mu.Lock()
+		e := m.m[key]
+		ok := e != nil && cond(e)
+		m.mu.Unlock()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+	}
 }
 
 func TestLockHonoursDeadline(t *testing.T) {
@@ -59,7 +79,7 @@ func TestLockHonoursDeadline(t *testing.T) {
 	// A waiting writer keeps new readers out.
 	got := make(chan func())
 	go func() { u, _ := m.Lock(ctx, "k"); got <- u }()
-	time.Sleep(20 * time.Millisecond)
+	waitEntry(t, &m, "k", "the writer waits", func(e *entry) bool { return e.writersWaiting == 1 })
 	if !blocked(t, rlock) {
 		t.Error("a reader overtook a waiting writer")
 	}
@@ -84,7 +104,7 @@ func TestLockOwnedWaiting(t *testing.T) {
 	}
 	got := make(chan func())
 	go func() { u, _ := m.LockOwned(ctx, "k", b, waiting); got <- u }()
-	time.Sleep(20 * time.Millisecond)
+	waitEntry(t, &m, "k", "the second owner waits", func(e *entry) bool { return e.waiters == 1 })
 	if n := waits.Load(); n != 1 {
 		t.Errorf("waiting for another owner counted %d times, want 1", n)
 	}

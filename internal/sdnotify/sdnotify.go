@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Messages berthd sends.
@@ -24,6 +26,14 @@ const (
 	Stopping = "STOPPING=1"
 	Watchdog = "WATCHDOG=1"
 )
+
+// Reloading is RELOADING=1 with the MONOTONIC_USEC that systemd 253+ wants beside it (Type=notify-reload), so that
+// systemctl reload waits for the READY=1 that ends the reload.
+func Reloading() string {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts) // cannot fail for CLOCK_MONOTONIC
+	return fmt.Sprintf("RELOADING=1\nMONOTONIC_USEC=%d", ts.Nano()/1000)
+}
 
 // Notifier sends messages to the service manager. The zero Notifier (not started by one) sends nothing.
 type Notifier struct {

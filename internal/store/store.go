@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/berthcri/berth/internal/atomicfile"
 	"github.com/berthcri/berth/internal/errdefs"
 	"github.com/berthcri/berth/internal/keylock"
 	"github.com/berthcri/berth/internal/privdir"
@@ -24,9 +25,9 @@ import (
 
 const (
 	// tempPrefix marks files of writes in progress. Ids may not start with ".", so no record file can carry it.
-	tempPrefix = ".tmp-"
+	tempPrefix = atomicfile.TempPrefix
 	suffix     = ".json"
-	// maxIDLen keeps "<tempPrefix><id>-<random>" under the 255-byte file name limit.
+	// maxIDLen keeps "<tempPrefix><id>.json-<random>" under the 255-byte file name limit.
 	maxIDLen = 200
 )
 
@@ -200,7 +201,7 @@ func (s *Store[T]) Delete(id string) error {
 	if err := os.Remove(s.path(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("delete %s %q: %w", s.kind, id, err)
 	}
-	if err := syncDir(s.dir); err != nil {
+	if err := atomicfile.SyncDir(s.dir); err != nil {
 		return fmt.Errorf("delete %s %q: %w", s.kind, id, err)
 	}
 	s.mu.Lock()
@@ -246,7 +247,7 @@ func (s *Store[T]) persist(id string, v T, prev json.RawMessage) (T, error) {
 		var rerr error
 		if prev == nil {
 			if rerr = os.Remove(s.path(id)); rerr == nil {
-				rerr = syncDir(s.dir)
+				rerr = atomicfile.SyncDir(s.dir)
 			}
 		} else {
 			_, rerr = s.writeRecord(id, prev)
@@ -258,74 +259,15 @@ func (s *Store[T]) persist(id string, v T, prev json.RawMessage) (T, error) {
 	return zero, fmt.Errorf("persist %s %q: %w", s.kind, id, err)
 }
 
-// writeRecord atomically replaces the file of id: temp file in the same dir, write, fsync, rename, fsync dir.
-// renamed reports whether the new file became visible, which matters only when err is set.
+// writeRecord replaces the file of id (internal/atomicfile). renamed reports whether the new file became visible,
+// which matters only when err is set.
 func (s *Store[T]) writeRecord(id string, data json.RawMessage) (renamed bool, err error) {
 	b, err := json.Marshal(envelope{Version: s.version, Kind: s.kind, Data: data})
 	if err != nil {
 		return false, err
 	}
-	if err := s.step("create"); err != nil {
-		return false, err
-	}
-	f, err := os.CreateTemp(s.dir, tempPrefix+id+"-*")
-	if err != nil {
-		return false, err
-	}
-	tmp := f.Name()
-	if err := s.writeSyncClose(f, append(b, '\n')); err != nil {
-		os.Remove(tmp)
-		return false, err
-	}
-	if err := s.step("rename"); err != nil {
-		os.Remove(tmp)
-		return false, err
-	}
-	if err := os.Rename(tmp, s.path(id)); err != nil {
-		os.Remove(tmp)
-		return false, err
-	}
-	if err := s.step("sync-dir"); err != nil {
-		return true, err
-	}
-	return true, syncDir(s.dir)
-}
-
-// writeSyncClose writes b to f, fsyncs and closes it; f is closed whatever happens.
-func (s *Store[T]) writeSyncClose(f *os.File, b []byte) error {
-	err := s.step("write")
-	if err == nil {
-		_, err = f.Write(b)
-	}
-	if err == nil {
-		err = s.step("sync")
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
-func (s *Store[T]) step(name string) error {
-	if s.beforeStep == nil {
-		return nil
-	}
-	return s.beforeStep(name)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	err = atomicfile.Write(s.path(id), append(b, '\n'), atomicfile.Options{Perm: 0o600, BeforeStep: s.beforeStep})
+	return errors.Is(err, atomicfile.ErrUnsynced), err
 }
 
 // validateID keeps ids usable as plain file names inside dir.

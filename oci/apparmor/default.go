@@ -11,6 +11,9 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/berthcri/berth/internal/atomicfile"
+	"github.com/berthcri/berth/internal/tail"
 )
 
 // loadTimeout bounds one apparmor_parser run; compiling abstractions/base takes a second on a slow machine.
@@ -60,11 +63,7 @@ func (d *Default) Ensure(ctx context.Context) error {
 	}
 	d.current = true
 	// Without the record the next berthd loads it again: harmless.
-	tmp := d.hashFile + ".tmp"
-	if err := os.WriteFile(tmp, []byte(hash+"\n"), 0o600); err != nil {
-		return fmt.Errorf("record AppArmor profile %s: %w", d.name, err)
-	}
-	if err := os.Rename(tmp, d.hashFile); err != nil {
+	if err := atomicfile.WriteFile(d.hashFile, []byte(hash+"\n"), 0o600); err != nil {
 		return fmt.Errorf("record AppArmor profile %s: %w", d.name, err)
 	}
 	return nil
@@ -82,16 +81,17 @@ func (d *Default) load(ctx context.Context) error {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, d.parser, "-Kr")
 	cmd.Stdin = bytes.NewReader(d.text)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
+	out := tail.New(tail.MessageSize)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Run(); err != nil {
 		if ctx.Err() != nil {
 			err = fmt.Errorf("%w (%w)", err, ctx.Err())
 		}
-		return fmt.Errorf("%s -Kr: %w: %s", d.parser, err, bytes.TrimSpace(out))
+		return fmt.Errorf("%s -Kr: %w: %s", d.parser, err, out)
 	}
 	// The parser may exit 0 having loaded nothing (a warning only).
 	if ok, err := loadedIn(d.profiles, d.name); err != nil || !ok {
-		return fmt.Errorf("%s -Kr exited 0 but the profile is not loaded (%v): %s", d.parser, err, bytes.TrimSpace(out))
+		return fmt.Errorf("%s -Kr exited 0 but the profile is not loaded (%v): %s", d.parser, err, out)
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/berthcri/berth/internal/errdefs"
+	"github.com/berthcri/berth/internal/tail"
 )
 
 // execDrainTimeout bounds how long Exec keeps reading output after the process exited: a background child
@@ -77,8 +78,8 @@ func (r *Runtime) Exec(ctx context.Context, id string, p ExecProcess) (ExitStatu
 	// Not killed with ctx: when ctx ends the helper is told to kill the exec's cgroup and report (below).
 	cmd := r.command(context.Background(), OpExec, id, args...)
 	cmd.Stdin, cmd.ExtraFiles = ctlR, eio.child
-	var out limitedBuffer
-	cmd.Stdout = &out
+	out := tail.New(helperOutputSize)
+	cmd.Stdout = out
 	err = cmd.Start()
 	ctlR.Close()
 	eio.closeChild()
@@ -136,18 +137,6 @@ func waitBounded(cmd *exec.Cmd, waited <-chan error) error {
 		return <-waited
 	}
 }
-
-// limitedBuffer keeps the helper's result line; a runaway helper cannot grow it past 1 MiB.
-type limitedBuffer struct{ b []byte }
-
-func (l *limitedBuffer) Write(p []byte) (int, error) {
-	if room := 1<<20 - len(l.b); room > 0 {
-		l.b = append(l.b, p[:min(len(p), room)]...)
-	}
-	return len(p), nil
-}
-
-func (l *limitedBuffer) Bytes() []byte { return l.b }
 
 // execIO holds the exec's pipes (or terminal) and the goroutines copying them.
 type execIO struct {

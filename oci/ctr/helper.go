@@ -14,6 +14,7 @@ import (
 	"github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/berthcri/berth/internal/errdefs"
+	"github.com/berthcri/berth/internal/tail"
 )
 
 // HelperArg is the first argument that makes berth-monitor run one libcontainer operation (oci/runc.Helper):
@@ -93,12 +94,18 @@ func (r *Runtime) run(ctx context.Context, op, id string, files []*os.File, args
 	cmd := r.command(ctx, op, id, args...)
 	cmd.WaitDelay = helperWaitDelay
 	cmd.ExtraFiles = files
-	out, err := cmd.Output()
+	out := tail.New(helperOutputSize)
+	cmd.Stdout = out
+	err := cmd.Run()
 	if ctx.Err() != nil {
 		return Result{}, fmt.Errorf("container %s: %s: helper timed out after %s: %w", id, op, timeout, ctx.Err())
 	}
-	return decodeResult(op, id, out, err)
+	return decodeResult(op, id, out.Bytes(), err)
 }
+
+// helperOutputSize bounds what is kept of a helper's stdout, whose last line is its result (a few hundred bytes): a
+// runaway helper cannot grow berthd.
+const helperOutputSize = 64 << 10
 
 func decodeResult(op, id string, out []byte, waitErr error) (Result, error) {
 	var res Result

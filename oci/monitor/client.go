@@ -20,6 +20,7 @@ import (
 
 	"github.com/berthcri/berth/internal/errdefs"
 	"github.com/berthcri/berth/internal/privdir"
+	"github.com/berthcri/berth/internal/tail"
 )
 
 // StartOptions describe the monitor of one pod.
@@ -158,6 +159,10 @@ func monitorEnv() []string {
 	return append(env, "GOMAXPROCS=1")
 }
 
+// readyMessageSize bounds what berthd keeps of the monitor's ready message: "ok" or "error: <why>".
+const readyMessageSize = 4096
+
+// readReady reads the ready pipe until the monitor closes it (ready, or exited).
 func readReady(ctx context.Context, r *os.File) (string, error) {
 	type result struct {
 		msg string
@@ -165,8 +170,8 @@ func readReady(ctx context.Context, r *os.File) (string, error) {
 	}
 	ch := make(chan result, 1)
 	go func() {
-		b, err := io.ReadAll(io.LimitReader(r, 4096))
-		ch <- result{strings.TrimSpace(string(b)), err}
+		b, err := tail.Read(r, readyMessageSize)
+		ch <- result{b.String(), err}
 	}()
 	select {
 	case res := <-ch:

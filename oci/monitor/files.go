@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"github.com/berthcri/berth/internal/atomicfile"
 	"github.com/berthcri/berth/internal/errdefs"
 )
 
@@ -77,7 +78,8 @@ func writeExit(bundle string, e *Exit) error {
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	syncDir(bundle)
+	// As in writeFileAtomic: the record is in place for berthd, a failed dir sync does not undo that.
+	_ = atomicfile.SyncDir(bundle)
 	return nil
 }
 
@@ -85,40 +87,12 @@ func writePidFile(path string, pid int) error {
 	return writeFileAtomic(path, []byte(strconv.Itoa(pid)))
 }
 
-// writeFileAtomic replaces path with data: a reader sees the old file or the new one, even after a
-// crash.
+// writeFileAtomic replaces path with data for berthd to read (internal/atomicfile). A failed directory sync is
+// not a failure here: the file is in place for berthd, and only a host crash could lose it, which clears the state
+// dir anyway.
 func writeFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+	if err := atomicfile.WriteFile(path, data, 0o644); err != nil && !errors.Is(err, atomicfile.ErrUnsynced) {
+		return err
 	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp, 0o644)
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	syncDir(dir)
 	return nil
-}
-
-// syncDir makes a rename in dir durable.
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
 }

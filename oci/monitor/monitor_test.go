@@ -558,22 +558,6 @@ func TestKillSharedPIDNamespace(t *testing.T) {
 	waitFor(t, "the orphaned sleep to die", func() bool { return len(processesNamed("sleep", "1011")) == 0 })
 }
 
-func TestMonitorMemory(t *testing.T) {
-	e := newEnv(t)
-	c := e.start("p1", false)
-	ctx := ctxT(t, 30*time.Second)
-	b := e.bundle("p1", "c1", []string{"sh", "-c", "echo started; exec sleep 1007"})
-	if err := c.Create(ctx, CreateRequest{ID: "c1", Bundle: b, LogPath: filepath.Join(e.dir, "c1.log")}); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start(ctx, "c1"); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(3 * time.Second) // idle
-	pss, rss := memoryKiB(t, c.Pid())
-	t.Logf("idle monitor with one container (binary %s): Pss %d KiB, Rss %d KiB", os.Getenv("BERTH_BINARY"), pss, rss)
-}
-
 func TestStartErrors(t *testing.T) {
 	e := newEnv(t)
 	ctx := ctxT(t, 10*time.Second)

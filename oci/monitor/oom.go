@@ -67,7 +67,7 @@ func (w *oomWatch) unwatch(c *oomCount) {
 	defer w.mu.Unlock()
 	if w.wds[c.wd] == c {
 		delete(w.wds, c.wd)
-		_, _ = unix.InotifyRmWatch(w.fd, uint32(c.wd))
+		_, _ = unix.InotifyRmWatch(w.fd, uint32(c.wd)) // EINVAL once the kernel dropped it with the cgroup
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"slices"
 	"testing"
 
+	devices "github.com/opencontainers/cgroups/devices/config"
+	"github.com/opencontainers/runc/libcontainer/configs"
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
@@ -54,6 +56,55 @@ func TestLibcontainerConfig(t *testing.T) {
 		}
 		if in.Root.Path != "rootfs" || in.Mounts[0].Source != "hosts" {
 			t.Error("the caller's spec was modified")
+		}
+	})
+	// CDI's edits reach libcontainer: every kind of hook, in order, and the device nodes with their numbers and
+	// cgroup rules.
+	t.Run("hooks and devices pass through", func(t *testing.T) {
+		hook := func(name string) specs.Hook { return specs.Hook{Path: "/bin/" + name, Args: []string{name, "x"}} }
+		in := spec(func(s *specs.Spec) {
+			s.Hooks = &specs.Hooks{
+				Prestart:        []specs.Hook{hook("prestart")}, //nolint:staticcheck // deprecated, still run by runc and written by CDI
+				CreateRuntime:   []specs.Hook{hook("createRuntime1"), hook("createRuntime2")},
+				CreateContainer: []specs.Hook{hook("createContainer")},
+				StartContainer:  []specs.Hook{hook("startContainer")},
+				Poststart:       []specs.Hook{hook("poststart")},
+				Poststop:        []specs.Hook{hook("poststop")},
+			}
+			major, minor := int64(1), int64(3)
+			s.Linux.Devices = []specs.LinuxDevice{{Path: "/dev/berth-cdi-null", Type: "c", Major: major, Minor: minor}}
+			s.Linux.Resources = &specs.LinuxResources{Devices: []specs.LinuxDeviceCgroup{
+				{Allow: false, Access: "rwm"}, {Allow: true, Type: "c", Major: &major, Minor: &minor, Access: "rwm"}}}
+		})
+		cfg, err := libcontainerConfig("c1", "/run/b", in, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[configs.HookName][]string{
+			configs.Prestart: {"/bin/prestart"}, configs.CreateRuntime: {"/bin/createRuntime1", "/bin/createRuntime2"},
+			configs.CreateContainer: {"/bin/createContainer"}, configs.StartContainer: {"/bin/startContainer"},
+			configs.Poststart: {"/bin/poststart"}, configs.Poststop: {"/bin/poststop"},
+		}
+		for name, paths := range want {
+			var got []string
+			for _, h := range cfg.Hooks[name] {
+				if c, ok := h.(configs.CommandHook); ok {
+					got = append(got, c.Path)
+				}
+			}
+			if !slices.Equal(got, paths) {
+				t.Errorf("%s hooks %q, want %q", name, got, paths)
+			}
+		}
+		if !slices.ContainsFunc(cfg.Devices, func(d *devices.Device) bool {
+			return d.Path == "/dev/berth-cdi-null" && d.Type == devices.CharDevice && d.Major == 1 && d.Minor == 3
+		}) {
+			t.Errorf("devices lack /dev/berth-cdi-null c 1:3")
+		}
+		if !slices.ContainsFunc(cfg.Cgroups.Resources.Devices, func(r *devices.Rule) bool {
+			return r.Allow && r.Type == devices.CharDevice && r.Major == 1 && r.Minor == 3
+		}) {
+			t.Errorf("device rules %+v lack allow c 1:3", cfg.Cgroups.Resources.Devices)
 		}
 	})
 	bad := map[string]struct {

@@ -11,7 +11,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -32,37 +31,92 @@ const (
 // epoch is the time of every file and of the image: same inputs, same digest.
 var epoch = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
 
-type options struct {
+// payload is one platform's binaries. A release directory (hack/release.sh) holds them in the layout
+// cmd/berth-installer's --payload reads: bin/berthd, bin/berth-monitor, bin/berth-installer, cni/<plugin>.
+type payload struct {
 	berthd, monitor, installer, cniDir string
 }
 
-// build makes the image: one layer per part, the least often changed first (CNI plugins, berthd, installer).
-func build(o options) (v1.Image, error) {
-	if err := checkStatic(o.installer); err != nil {
-		return nil, err
+func payloadFrom(dir string) payload {
+	return payload{
+		berthd:    filepath.Join(dir, "bin", "berthd"),
+		monitor:   filepath.Join(dir, "bin", "berth-monitor"),
+		installer: filepath.Join(dir, "bin", "berth-installer"),
+		cniDir:    filepath.Join(dir, "cni"),
 	}
-	plugins, err := os.ReadDir(o.cniDir)
+}
+
+// machines are the architectures berth releases, by GOARCH: the ELF machine of their executables and the platform
+// variant the index names (arm64 is ARMv8, as docker and containerd write it).
+var machines = map[string]struct {
+	machine elf.Machine
+	variant string
+}{
+	"amd64": {elf.EM_X86_64, ""},
+	"arm64": {elf.EM_AARCH64, "v8"},
+}
+
+// buildIndex makes the multi-platform installer image: one image per payload, each for the architecture of its
+// executables, so that every node pulls the one it can run.
+func buildIndex(payloads []payload) (v1.ImageIndex, error) {
+	if len(payloads) == 0 {
+		return nil, fmt.Errorf("no payload")
+	}
+	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
+	var adds []mutate.IndexAddendum
+	seen := map[string]bool{}
+	for _, p := range payloads {
+		img, platform, err := build(p)
+		if err != nil {
+			return nil, err
+		}
+		if seen[platform.Architecture] {
+			return nil, fmt.Errorf("two payloads for %s (the second: %s)", platform, p.berthd)
+		}
+		seen[platform.Architecture] = true
+		adds = append(adds, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: platform}})
+	}
+	return mutate.AppendManifests(idx, adds...), nil
+}
+
+// build makes one platform's image: one layer per part, the least often changed first (CNI plugins, berthd,
+// installer). The platform is that of the executables, which must all agree.
+func build(p payload) (v1.Image, *v1.Platform, error) {
+	plugins, err := os.ReadDir(p.cniDir)
 	if err != nil {
-		return nil, fmt.Errorf("CNI plugins: %w", err)
+		return nil, nil, fmt.Errorf("CNI plugins: %w", err)
 	}
 	cni := map[string]string{}
-	for _, p := range plugins {
-		if p.Type().IsRegular() && !strings.HasPrefix(p.Name(), ".") {
-			cni[path.Join(payloadDir, "cni", p.Name())] = filepath.Join(o.cniDir, p.Name())
+	for _, e := range plugins {
+		if e.Type().IsRegular() && !strings.HasPrefix(e.Name(), ".") {
+			cni[path.Join(payloadDir, "cni", e.Name())] = filepath.Join(p.cniDir, e.Name())
 		}
 	}
 	if len(cni) == 0 {
-		return nil, fmt.Errorf("CNI plugins: none in %s (run hack/tools.sh)", o.cniDir)
+		return nil, nil, fmt.Errorf("CNI plugins: none in %s (run hack/tools.sh)", p.cniDir)
+	}
+	arch, err := goarch(p.berthd)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, f := range append([]string{p.monitor, p.installer}, slices.Sorted(maps.Values(cni))...) {
+		a, err := goarch(f)
+		if err != nil {
+			return nil, nil, err
+		}
+		if a != arch {
+			return nil, nil, fmt.Errorf("%s is for %s, berthd %s for %s: one payload is one architecture", f, a, p.berthd, arch)
+		}
 	}
 	var layers []v1.Layer
 	for _, files := range []map[string]string{
 		cni,
-		{path.Join(payloadDir, "bin", "berthd"): o.berthd, path.Join(payloadDir, "bin", "berth-monitor"): o.monitor},
-		{installerPath: o.installer},
+		{path.Join(payloadDir, "bin", "berthd"): p.berthd, path.Join(payloadDir, "bin", "berth-monitor"): p.monitor},
+		{installerPath: p.installer},
 	} {
 		l, err := layer(files)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		layers = append(layers, l)
 	}
@@ -70,14 +124,15 @@ func build(o options) (v1.Image, error) {
 	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
 	img, err = mutate.AppendLayers(img, layers...)
 	if err != nil {
-		return nil, fmt.Errorf("image: %w", err)
+		return nil, nil, fmt.Errorf("image: %w", err)
 	}
 	cfg, err := img.ConfigFile()
 	if err != nil {
-		return nil, fmt.Errorf("image: %w", err)
+		return nil, nil, fmt.Errorf("image: %w", err)
 	}
+	platform := &v1.Platform{OS: "linux", Architecture: arch, Variant: machines[arch].variant}
 	cfg = cfg.DeepCopy()
-	cfg.OS, cfg.Architecture = "linux", runtime.GOARCH
+	cfg.OS, cfg.Architecture, cfg.Variant = platform.OS, platform.Architecture, platform.Variant
 	cfg.Created = v1.Time{Time: epoch}
 	cfg.Config = v1.Config{
 		Entrypoint: []string{"/" + installerPath},
@@ -86,9 +141,9 @@ func build(o options) (v1.Image, error) {
 	}
 	img, err = mutate.ConfigFile(img, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("image: %w", err)
+		return nil, nil, fmt.Errorf("image: %w", err)
 	}
-	return img, nil
+	return img, platform, nil
 }
 
 // layer makes a gzip-compressed OCI layer holding the given files (image path → local file) as root-owned
@@ -136,15 +191,27 @@ func layer(files map[string]string) (v1.Layer, error) {
 	}, tarball.WithMediaType(types.OCILayer))
 }
 
-// checkStatic refuses an installer that needs a dynamic loader: the image has no libc.
-func checkStatic(file string) error {
+// goarch is the architecture of a statically linked ELF executable. The image has no libc, and berthd and
+// berth-monitor go to hosts whose libc berth does not know: a dynamic loader (PT_INTERP) is refused.
+func goarch(file string) (string, error) {
 	f, err := elf.Open(file)
 	if err != nil {
-		return fmt.Errorf("installer %s: %w", file, err)
+		return "", fmt.Errorf("%s: %w", file, err)
 	}
 	defer f.Close()
-	if f.Section(".interp") != nil {
-		return fmt.Errorf("installer %s is dynamically linked: build it with CGO_ENABLED=0", file)
+	return elfArch(file, f)
+}
+
+func elfArch(name string, f *elf.File) (string, error) {
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return "", fmt.Errorf("%s is dynamically linked: build it static (CGO_ENABLED=0, or -extldflags -static)", name)
+		}
 	}
-	return nil
+	for arch, m := range machines {
+		if f.Machine == m.machine {
+			return arch, nil
+		}
+	}
+	return "", fmt.Errorf("%s: ELF machine %s is not one berth releases for", name, f.Machine)
 }

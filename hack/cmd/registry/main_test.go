@@ -131,3 +131,33 @@ func TestDiskBlobsRejectsDigestMismatch(t *testing.T) {
 }
 
 func discardLogger() *log.Logger { return log.New(io.Discard, "", 0) }
+
+func TestOptionsHandler(t *testing.T) {
+	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, r.URL.Path) })
+	h := options{basicAuth: "u:p", prefix: "/cache/"}.handler(next)
+	for name, tc := range map[string]struct {
+		path, user, pass string
+		code             int
+		body             string
+	}{
+		"no credentials":     {path: "/cache/v2/", code: http.StatusUnauthorized},
+		"wrong password":     {path: "/cache/v2/", user: "u", pass: "x", code: http.StatusUnauthorized},
+		"prefix stripped":    {path: "/cache/v2/a/manifests/1", user: "u", pass: "p", code: http.StatusOK, body: "/v2/a/manifests/1"},
+		"outside the prefix": {path: "/v2/", user: "u", pass: "p", code: http.StatusNotFound},
+	} {
+		t.Run(name, func(t *testing.T) {
+			req := httptest.NewRequest(http.MethodGet, tc.path, nil)
+			if tc.user != "" {
+				req.SetBasicAuth(tc.user, tc.pass)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != tc.code || tc.body != "" && rec.Body.String() != tc.body {
+				t.Errorf("%s: %d %q, want %d %q", tc.path, rec.Code, rec.Body.String(), tc.code, tc.body)
+			}
+			if tc.code == http.StatusUnauthorized && !strings.HasPrefix(rec.Header().Get("WWW-Authenticate"), "Basic ") {
+				t.Error("no Basic challenge")
+			}
+		})
+	}
+}

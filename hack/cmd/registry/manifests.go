@@ -15,6 +15,8 @@ import (
 	"sync"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/berthcri/berth/internal/atomicfile"
 )
 
 // indexFile, in the blob dir, lists every manifest pushed (repository, tag or digest, media type, digest) in push
@@ -165,28 +167,8 @@ func (s *manifestStore) save() error {
 	if err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(s.dir, indexFile+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
 	// Readable by all, as the blobs are: the dir is copied into node VMs and read by other users.
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(append(b, '\n')); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), filepath.Join(s.dir, indexFile))
+	return atomicfile.WriteFile(filepath.Join(s.dir, indexFile), append(b, '\n'), 0o644)
 }
 
 type statusWriter struct {
