@@ -26,6 +26,11 @@ func nriPod(rec podRecord, pod PodRuntime) *nriapi.PodSandbox {
 		p.Linux.PodOverhead = nriCRIResources(res)
 	}
 	if pod != nil {
+		if n := pod.Network(); len(p.Ips) == 0 && n != nil { // at RunPodSandbox, before the record has them
+			for _, ip := range n.IPs {
+				p.Ips = append(p.Ips, ip.String())
+			}
+		}
 		p.Linux.CgroupsPath = pod.CgroupParent()
 		for _, ns := range []struct{ typ, path string }{
 			{"network", pod.NetNSPath()}, {"ipc", pod.IPCNSPath()}, {"uts", pod.UTSNSPath()}, {"pid", pod.PIDNSPath()},

@@ -63,6 +63,9 @@ func (f *fakeNRI) eventsOf(n int, ids ...string) []string {
 }
 
 func (f *fakeNRI) RunPodSandbox(_ context.Context, r *nriapi.RunPodSandboxRequest) error {
+	if len(r.Pod.Ips) == 0 || r.Pod.Name == "" {
+		return f.record("RunPodSandbox without the pod's name or IPs", r.Pod.Id)
+	}
 	return f.record("RunPodSandbox", r.Pod.Id)
 }
 func (f *fakeNRI) UpdatePodSandbox(_ context.Context, r *nriapi.UpdatePodSandboxRequest) (*nriapi.UpdatePodSandboxResponse, error) {
