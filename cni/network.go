@@ -15,6 +15,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	"golang.org/x/sys/unix"
 
+	"github.com/berthcri/berth/cni/conftemplate"
 	"github.com/berthcri/berth/internal/errdefs"
 	"github.com/berthcri/berth/internal/store"
 	"github.com/berthcri/berth/sandbox"
@@ -29,6 +30,12 @@ type Options struct {
 	StateDir     string
 	SetupTimeout time.Duration // bound of one ADD or DEL; 0: two minutes
 	Logger       *slog.Logger  // nil: slog.Default()
+	// ConfTemplate is a template file (conftemplate: Go template syntax over the pod CIDRs) rendered into ConfDir
+	// when the kubelet hands down the node's pod CIDRs (SetPodCIDRs); "" for none.
+	ConfTemplate string
+	// Observe is told of every ADD and DEL: op "ADD" or "DEL", the network's name, its main (first) plugin's type,
+	// how long it took and its error (metrics); nil for none.
+	Observe func(op, network, plugin string, took time.Duration, err error)
 
 	exec invoke.Exec // runs the plugins; tests set a fake
 }
@@ -41,6 +48,8 @@ type Network struct {
 	attachments *store.Store[attachment]
 	timeout     time.Duration
 	log         *slog.Logger
+	observe     func(op, network, plugin string, took time.Duration, err error)
+	template    *conftemplate.Template // nil without a conf template
 }
 
 var _ sandbox.Network = (*Network)(nil)
@@ -63,7 +72,10 @@ func New(o Options) (*Network, error) {
 	if o.StateDir == "" {
 		return nil, errdefs.InvalidArgument("cni state dir", "must be set")
 	}
-	n := &Network{timeout: o.SetupTimeout, log: o.Logger}
+	n := &Network{timeout: o.SetupTimeout, log: o.Logger, observe: o.Observe}
+	if n.observe == nil {
+		n.observe = func(string, string, string, time.Duration, error) {}
+	}
 	if n.timeout == 0 {
 		n.timeout = 2 * time.Minute
 	}
@@ -77,6 +89,11 @@ func New(o Options) (*Network, error) {
 	}
 	n.cni = libcni.NewCNIConfigWithCacheDir(o.BinDirs, filepath.Join(o.StateDir, "cache"), exec)
 	var err error
+	if o.ConfTemplate != "" {
+		if n.template, err = ParseTemplate(o.ConfTemplate); err != nil {
+			return nil, err
+		}
+	}
 	if n.attachments, err = store.Open[attachment](filepath.Join(o.StateDir, "attachments"), "network attachment", attachmentVersion); err != nil {
 		return nil, err
 	}
@@ -127,6 +144,7 @@ func (n *Network) setup(ctx context.Context, p pod) (*sandbox.NetworkStatus, err
 	actx, cancel := context.WithTimeout(ctx, n.timeout)
 	defer cancel()
 	res, err := n.cni.AddNetworkList(actx, conf.List, rt)
+	n.observe("ADD", conf.List.Name, mainPlugin(conf.List), time.Since(start), err)
 	if err != nil {
 		if actx.Err() != nil && ctx.Err() == nil {
 			err = fmt.Errorf("timed out after %s (cni.setup_timeout): %w", n.timeout, err)
@@ -162,7 +180,9 @@ func (n *Network) teardown(ctx context.Context, id string) error {
 	start := time.Now()
 	dctx, cancel := context.WithTimeout(ctx, n.timeout)
 	defer cancel()
-	if err := n.cni.DelNetworkList(dctx, list, rt); err != nil {
+	err = n.cni.DelNetworkList(dctx, list, rt)
+	n.observe("DEL", list.Name, mainPlugin(list), time.Since(start), err)
+	if err != nil {
 		if dctx.Err() != nil && ctx.Err() == nil {
 			err = fmt.Errorf("timed out after %s (cni.setup_timeout): %w", n.timeout, err)
 		}
@@ -219,6 +239,15 @@ func inlined(list *libcni.NetworkConfigList) (json.RawMessage, error) {
 	doc["plugins"] = plugins
 	doc["loadOnlyInlinedPlugins"] = true
 	return json.Marshal(doc)
+}
+
+// mainPlugin is the type of the list's first plugin, the one that makes the interface (bridge, ptp, calico…);
+// the ones after it (portmap, bandwidth, tuning) only adjust it.
+func mainPlugin(list *libcni.NetworkConfigList) string {
+	if len(list.Plugins) == 0 || list.Plugins[0].Network == nil {
+		return ""
+	}
+	return list.Plugins[0].Network.Type
 }
 
 // isNetNS says whether path is a mounted network namespace.

@@ -28,6 +28,9 @@ type watcher struct {
 	mu   sync.RWMutex
 	conf *Config
 	err  error // why there is no usable config; nil when conf is set
+	// loading serialises reloads (the watcher's and SetPodCIDRs'), so that a load that read the dir before a
+	// change never replaces one that read it after.
+	loading sync.Mutex
 
 	stop      chan struct{}
 	done      chan struct{}
@@ -98,6 +101,8 @@ func (w *watcher) addWatches() {
 
 // reload loads the config and logs when the network becomes ready, unready or changes.
 func (w *watcher) reload() {
+	w.loading.Lock()
+	defer w.loading.Unlock()
 	conf, err := Load(w.confDir, w.binDirs)
 	w.mu.Lock()
 	prev, prevErr := w.conf, w.err

@@ -18,7 +18,7 @@ func (s *RuntimeServer) Attach(ctx context.Context, r *runtimeapi.AttachRequest)
 	if err := validateStreams(r.GetContainerId(), r.GetTty(), r.GetStdin(), r.GetStdout(), r.GetStderr()); err != nil {
 		return nil, err
 	}
-	rec, ok := s.findContainer(r.GetContainerId())
+	rec, ok := s.containers.Find(r.GetContainerId())
 	if !ok {
 		return nil, errdefs.NotFound("container", r.GetContainerId())
 	}

@@ -2,17 +2,13 @@ package cri
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berthcri/berth/internal/errdefs"
-	"github.com/berthcri/berth/oci/monitor"
 	"github.com/berthcri/berth/oci/specgen"
 )
 
@@ -40,28 +36,15 @@ func (s *RuntimeServer) CreateContainer(ctx context.Context, r *runtimeapi.Creat
 	if err := validateContainerConfig(pod.Config, cfg); err != nil {
 		return nil, err
 	}
-	key := containerNameKey(podID, cfg.GetMetadata())
-	res, first := s.ctrNames.reserve(key, newID())
-	if !first {
-		id, err := s.ctrNames.await(ctx, "container", key, res)
-		if err != nil {
-			return nil, err
-		}
-		return &runtimeapi.CreateContainerResponse{ContainerId: id}, nil
-	}
-	err, delivered := detached(ctx, func(ctx context.Context) error {
-		err := s.createContainer(ctx, res.id, podID, r)
-		s.nriCreated(ctx, res.id, podID, err)
-		s.ctrNames.finish(key, res, err)
+	id, err := s.ctrNames.once(ctx, containerNameKey(podID, cfg.GetMetadata()), func(ctx context.Context, id string) error {
+		err := s.createContainer(ctx, id, podID, r)
+		s.nriCreated(ctx, id, podID, err) // PostCreateContainer, or plugins told the creation failed
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	if delivered {
-		s.ctrNames.deliver(res)
-	}
-	return &runtimeapi.CreateContainerResponse{ContainerId: res.id}, nil
+	return &runtimeapi.CreateContainerResponse{ContainerId: id}, nil
 }
 
 // createContainer takes the pod's lock shared with the pod's other creations, so that a StopPodSandbox or
@@ -85,161 +68,36 @@ func (s *RuntimeServer) createContainer(ctx context.Context, id, podID string, r
 		return fmt.Errorf("create container %s: %w", id, err)
 	}
 	defer unlock()
-	return s.buildContainer(ctx, id, podRec, r)
-}
-
-// buildContainer makes the container; the caller holds the pod's and the container's locks.
-func (s *RuntimeServer) buildContainer(ctx context.Context, id string, podRec podRecord, r *runtimeapi.CreateContainerRequest) (retErr error) {
-	cfg := r.GetConfig()
-	pod := s.sandboxPod(podRec.ID)
-	if pod == nil {
-		return errdefs.FailedPrecondition("pod sandbox %s has no running runtime", podRec.ID)
-	}
-	if err := pod.CheckPause(); err != nil {
-		s.podLost(podRec.ID, "its pause process exited")
-		return fmt.Errorf("create container %s: %w", id, err)
-	}
-	mon := pod.Monitor()
-	if mon == nil {
-		return fmt.Errorf("pod sandbox %s: monitor not reachable: %w", podRec.ID, errdefs.ErrUnavailable)
-	}
-
-	// Until the record is written, undo releases what was taken; from then on the one undo of a container is
-	// forgetContainer (RemoveContainer's and recovery's too), and a failed one keeps the record for their retry.
-	var undo []func()
-	var rec containerRecord
-	recorded := false
-	defer func() {
-		if retErr == nil {
-			return
-		}
-		if !recorded {
-			for i := len(undo) - 1; i >= 0; i-- {
-				undo[i]()
-			}
-			return
-		}
-		cctx, cancel := cleanupContext(ctx)
-		defer cancel()
-		s.exits.unwatch(rec.Bundle)
-		if err := s.forgetContainer(cctx, rec); err != nil {
-			Logger(ctx).Error("container rollback failed; it stays, exited, for RemoveContainer to finish", "container", id, "err", err)
-			s.keepHalfMadeContainer(rec, err)
-		}
-	}()
-	defer recoverCreation(Logger(ctx).With("container", id, "pod", podRec.ID), "create container "+id, &retErr)
-
-	img, err := s.opts.Images.Acquire(cfg.GetImage().GetImage(), id)
+	b, err := s.newContainerBuild(id, podRec, r)
 	if err != nil {
-		return fmt.Errorf("create container %s: image %q: %w", id, cfg.GetImage().GetImage(), err)
+		return err
 	}
-	undo = append(undo, func() { _ = s.opts.Images.Release(img.ID, id) })
-	crashPoint("create-container:image-acquired")
-
-	bundle := filepath.Join(pod.Dir(), "containers", id)
-	vols, err := s.acquireImageVolumes(id, bundle, cfg)
-	if err != nil {
-		return fmt.Errorf("create container %s: %w", id, err)
+	if err := s.runContainerStages(ctx, b); err != nil {
+		return err
 	}
-	undo = append(undo, func() { _ = s.releaseImageVolumes(id, vols) })
-	rec = containerRecord{ID: id, PodID: podRec.ID, Config: cfg, ImageID: img.ID, ImageName: cfg.GetImage().GetImage(),
-		State: ctrCreating, CreatedAt: time.Now().UnixNano(), Bundle: bundle, LogPath: logPath(podRec.Config, cfg),
-		ImageVolumes: vols}
-	// The record comes first so that a berthd killed from here on rolls the container back at start.
-	if err := s.containers.Create(id, rec); err != nil {
-		return fmt.Errorf("create container %s: %w", id, err)
-	}
-	recorded = true
-
-	layer := filepath.Join(s.opts.RootDir, "containers", id)
-	rootfs := filepath.Join(bundle, "rootfs")
-	idmap := imageIDMap(pod)
-	if err := s.opts.Images.MountRootfsMapped(img, filepath.Join(layer, "upper"), filepath.Join(layer, "work"), rootfs, idmap); err != nil {
-		return fmt.Errorf("create container %s: %w", id, err)
-	}
-	if err := s.mountImageVolumes(cfg, vols, idmap); err != nil {
-		return fmt.Errorf("create container %s: %w", id, err)
-	}
-
-	in := specgen.SpecInput{ID: id, Pod: ociPod(pod, podRec.Config), Image: img.Config.Config, Config: containerConfig(cfg), Host: s.opts.Host}
-	inheritPodNamespaces(&in.Config, podRec.Config)
-	withImageVolumes(in.Config.Mounts, vols)
-	var sc *specgen.LinuxContainerSecurityContext
-	if in.Config.Linux != nil {
-		sc = in.Config.Linux.SecurityContext
-	}
-	user, err := specgen.ResolveUser(rootfs, img.Config.Config.User, sc)
-	if err != nil {
-		return fmt.Errorf("create container %s: %w", id, err)
-	}
-	in.User = &user
-	if ns := cfg.GetLinux().GetSecurityContext().GetNamespaceOptions(); ns.GetPid() == runtimeapi.NamespaceMode_TARGET {
-		if in.TargetPIDNS, err = s.targetPIDNS(podRec.ID, ns.GetTargetId()); err != nil {
-			return fmt.Errorf("create container %s: %w", id, err)
-		}
-	}
-	spec, err := specgen.Spec(in)
-	if err != nil {
-		return fmt.Errorf("create container %s: %w", id, err)
-	}
-	if err := s.injectCDI(ctx, spec, cfg); err != nil {
-		return fmt.Errorf("create container %s: %w", id, err)
-	}
-	defer s.nriBlockSync()()                                             // until created, for a plugin connecting meanwhile
-	if err := s.nriCreateContainer(ctx, podRec, rec, spec); err != nil { // plugins may adjust the spec
-		return fmt.Errorf("create container %s: %w", id, err)
-	}
-	if err := s.ensureAppArmor(ctx, spec.Process.ApparmorProfile); err != nil {
-		return fmt.Errorf("create container %s: %w", id, err)
-	}
-	data, err := json.Marshal(spec)
-	if err != nil {
-		return fmt.Errorf("create container %s: encode spec: %w", id, err)
-	}
-	if err := os.WriteFile(filepath.Join(bundle, "config.json"), data, 0o600); err != nil {
-		return fmt.Errorf("create container %s: %w", id, err)
-	}
-	if err := mon.Create(ctx, monitor.CreateRequest{ID: id, Bundle: bundle, LogPath: rec.LogPath, LogDir: logDir(podRec.Config, rec.LogPath),
-		Stdin: cfg.GetStdin(), StdinOnce: cfg.GetStdinOnce(), TTY: cfg.GetTty()}); err != nil {
-		return fmt.Errorf("create container %s: %w", id, err)
-	}
-	if err := s.exits.watch(id, bundle); err != nil {
-		return fmt.Errorf("create container %s: watch exit: %w", id, err)
-	}
-
-	// The spec's groups, not user's: CDI devices may have added some.
-	groups := make([]int64, 0, len(spec.Process.User.AdditionalGids))
-	for _, g := range spec.Process.User.AdditionalGids {
-		groups = append(groups, int64(g))
-	}
-	if _, err := s.containers.Update(id, func(c *containerRecord) error {
-		c.State = ctrCreated
-		c.UID, c.GID, c.AdditionalGIDs = int64(user.UID), int64(user.GID), groups
-		c.StopSignal = img.Config.Config.StopSignal
-		return nil
-	}); err != nil {
-		return fmt.Errorf("create container %s: %w", id, err)
-	}
-	Logger(ctx).Info("container created", "container", id, "pod", podRec.ID, "name", cfg.GetMetadata().GetName(), "image", img.ID)
-	s.emitContainerEvent(id, podRec.ID, runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT)
+	Logger(ctx).Info("container created", "container", id, "pod", podID, "name", r.GetConfig().GetMetadata().GetName(), "image", b.img.ID)
+	s.emitContainerEvent(id, podID, runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT)
 	return nil
 }
 
-// targetPIDNS is the PID namespace of another running container of the pod (namespace mode TARGET).
-func (s *RuntimeServer) targetPIDNS(podID, target string) (string, error) {
-	rec, ok := s.containers.Get(target)
-	if !ok || rec.PodID != podID {
-		return "", errdefs.NotFound("target container", target)
+// newContainerBuild checks that the pod can take a container and prepares its stages' input.
+func (s *RuntimeServer) newContainerBuild(id string, podRec podRecord, r *runtimeapi.CreateContainerRequest) (*ctrBuild, error) {
+	pod := s.sandboxPod(podRec.ID)
+	if pod == nil {
+		return nil, errdefs.FailedPrecondition("pod sandbox %s has no running runtime", podRec.ID)
 	}
-	c, err := s.opts.Containers.Load(target)
-	if err != nil {
-		return "", fmt.Errorf("target container %s: %w", target, err)
+	if err := pod.CheckPause(); err != nil {
+		s.podLost(podRec.ID, "its pause process exited")
+		return nil, fmt.Errorf("create container %s: %w", id, err)
 	}
-	pid := c.Pid()
-	if pid <= 0 {
-		return "", errdefs.FailedPrecondition("target container %s is not running", target)
+	mon := pod.Monitor()
+	if mon == nil {
+		return nil, fmt.Errorf("pod sandbox %s: monitor not reachable: %w", podRec.ID, errdefs.ErrUnavailable)
 	}
-	return "/proc/" + strconv.Itoa(pid) + "/ns/pid", nil
+	cfg := r.GetConfig()
+	rec := containerRecord{ID: id, PodID: podRec.ID, Config: cfg, ImageName: cfg.GetImage().GetImage(),
+		CreatedAt: time.Now().UnixNano(), Bundle: filepath.Join(pod.Dir(), "containers", id), LogPath: logPath(podRec.Config, cfg)}
+	return &ctrBuild{req: r, podRec: podRec, pod: pod, mon: mon, rec: rec}, nil
 }
 
 func ociPod(p PodRuntime, cfg *runtimeapi.PodSandboxConfig) specgen.Pod {

@@ -23,7 +23,7 @@ func (s *RuntimeServer) Exec(ctx context.Context, r *runtimeapi.ExecRequest) (*r
 	if len(r.GetCmd()) == 0 {
 		return nil, errdefs.InvalidArgument("cmd", "must not be empty")
 	}
-	rec, ok := s.findContainer(r.GetContainerId())
+	rec, ok := s.containers.Find(r.GetContainerId())
 	if !ok {
 		return nil, errdefs.NotFound("container", r.GetContainerId())
 	}

@@ -36,7 +36,7 @@ func (s *RuntimeServer) ExecSync(ctx context.Context, r *runtimeapi.ExecSyncRequ
 	if len(r.GetCmd()) == 0 {
 		return nil, errdefs.InvalidArgument("cmd", "must not be empty")
 	}
-	rec, ok := s.findContainer(id)
+	rec, ok := s.containers.Find(id)
 	if !ok {
 		return nil, errdefs.NotFound("container", id)
 	}

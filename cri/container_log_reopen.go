@@ -16,7 +16,7 @@ func (s *RuntimeServer) ReopenContainerLog(ctx context.Context, r *runtimeapi.Re
 	if id == "" {
 		return nil, errdefs.InvalidArgument("container_id", "must be set")
 	}
-	found, ok := s.findContainer(id)
+	found, ok := s.containers.Find(id)
 	if !ok {
 		return nil, errdefs.NotFound("container", id)
 	}

@@ -21,7 +21,7 @@ func (s *RuntimeServer) ContainerStats(ctx context.Context, r *runtimeapi.Contai
 	if id == "" {
 		return nil, errdefs.InvalidArgument("container_id", "must be set")
 	}
-	rec, ok := s.findContainer(id)
+	rec, ok := s.containers.Find(id)
 	if !ok || rec.State == ctrCreating {
 		return nil, errdefs.NotFound("container", id)
 	}
@@ -75,7 +75,7 @@ func (s *RuntimeServer) containerStats(ctx context.Context, rec containerRecord)
 	cs := &runtimeapi.ContainerStats{
 		Attributes: &runtimeapi.ContainerAttributes{Id: rec.ID, Metadata: rec.Config.GetMetadata(),
 			Labels: rec.Config.GetLabels(), Annotations: rec.Config.GetAnnotations()},
-		WritableLayer: s.writableLayer(ctx, rec.ID),
+		WritableLayer: s.layerUsage(ctx, rec.ID),
 	}
 	if rec.State == ctrExited {
 		return cs
@@ -164,8 +164,8 @@ func psiStats(p *ctr.PSI) *runtimeapi.PsiStats {
 	return &runtimeapi.PsiStats{Full: data(p.Full), Some: data(p.Some)}
 }
 
-// writableLayer measures the container's overlay upper dir (stats_layer.go); nil when it cannot be measured.
-func (s *RuntimeServer) writableLayer(ctx context.Context, id string) *runtimeapi.FilesystemUsage {
+// layerUsage measures the container's overlay upper dir (stats_layer.go); nil when it cannot be measured.
+func (s *RuntimeServer) layerUsage(ctx context.Context, id string) *runtimeapi.FilesystemUsage {
 	u, err := s.layers.get(s.layerDir(id), time.Now())
 	if err != nil {
 		Logger(ctx).Debug("writable layer usage", "container", id, "err", err)
@@ -179,7 +179,7 @@ func (s *RuntimeServer) writableLayer(ctx context.Context, id string) *runtimeap
 	}
 }
 
-// layerDir is the container's writable layer, as CreateContainer lays it out.
+// layerDir is the upper dir of the container's writable layer.
 func (s *RuntimeServer) layerDir(id string) string {
-	return filepath.Join(s.opts.RootDir, "containers", id, "upper")
+	return filepath.Join(s.writableLayer(id), "upper")
 }

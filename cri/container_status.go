@@ -17,7 +17,7 @@ func (s *RuntimeServer) ContainerStatus(ctx context.Context, r *runtimeapi.Conta
 	if id == "" {
 		return nil, errdefs.InvalidArgument("container_id", "must be set")
 	}
-	rec, ok := s.findContainer(id)
+	rec, ok := s.containers.Find(id)
 	if !ok {
 		return nil, errdefs.NotFound("container", id)
 	}
@@ -79,23 +79,6 @@ func containerStateCRI(s containerState) runtimeapi.ContainerState {
 		return runtimeapi.ContainerState_CONTAINER_EXITED
 	}
 	return runtimeapi.ContainerState_CONTAINER_UNKNOWN
-}
-
-// findContainer finds a container by id or unique id prefix.
-func (s *RuntimeServer) findContainer(id string) (containerRecord, bool) {
-	if rec, ok := s.containers.Get(id); ok {
-		return rec, true
-	}
-	var found []containerRecord
-	for _, c := range s.containers.List() {
-		if strings.HasPrefix(c.ID, id) {
-			found = append(found, c)
-		}
-	}
-	if len(found) == 1 {
-		return found[0], true
-	}
-	return containerRecord{}, false
 }
 
 func (s *RuntimeServer) ListContainers(ctx context.Context, r *runtimeapi.ListContainersRequest) (*runtimeapi.ListContainersResponse, error) {

@@ -23,7 +23,7 @@ func (s *RuntimeServer) UpdateContainerResources(ctx context.Context, r *runtime
 	case r.GetLinux() == nil:
 		return nil, errdefs.InvalidArgument("linux", "must be set")
 	}
-	found, ok := s.findContainer(id)
+	found, ok := s.containers.Find(id)
 	if !ok {
 		return nil, errdefs.NotFound("container", id)
 	}

@@ -19,6 +19,7 @@ const eventBuffer = 1024
 
 type eventBus struct {
 	log    *slog.Logger
+	onDrop func() // counts each event a subscriber lost (Metrics)
 	mu     sync.Mutex
 	subs   map[*subscriber]struct{}
 	closed bool
@@ -31,8 +32,8 @@ type subscriber struct {
 	dropped atomic.Uint64 // since the subscriber last received
 }
 
-func newEventBus(log *slog.Logger) *eventBus {
-	return &eventBus{log: log, subs: map[*subscriber]struct{}{}}
+func newEventBus(log *slog.Logger, onDrop func()) *eventBus {
+	return &eventBus{log: log, onDrop: onDrop, subs: map[*subscriber]struct{}{}}
 }
 
 // active says whether anyone listens, so that publishers can skip building statuses.
@@ -68,6 +69,7 @@ func (b *eventBus) publish(ev *runtimeapi.ContainerEventResponse) {
 		select {
 		case sub.ch <- ev:
 		default:
+			b.onDrop()
 			if sub.dropped.Add(1) == 1 {
 				b.log.Warn("container events subscriber is too slow; dropping events", "buffer", eventBuffer)
 			}
@@ -136,12 +138,12 @@ func (s *RuntimeServer) emitPodEvent(rec podRecord, types ...runtimeapi.Containe
 	}
 	statuses := s.eventContainerStatuses(rec.ID)
 	for _, t := range types {
-		rec.State = podNotReady
+		state := podNotReady
 		if t == runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT || t == runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT {
-			rec.State = podReady
+			state = podReady
 		}
 		s.events.publish(&runtimeapi.ContainerEventResponse{ContainerId: rec.ID, ContainerEventType: t,
-			CreatedAt: time.Now().UnixNano(), PodSandboxStatus: s.podStatus(rec), ContainersStatuses: statuses})
+			CreatedAt: time.Now().UnixNano(), PodSandboxStatus: s.podStatusIn(rec, state), ContainersStatuses: statuses})
 	}
 }
 

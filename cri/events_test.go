@@ -15,7 +15,8 @@ import (
 
 func TestEventBusOverflow(t *testing.T) {
 	var logs syncLog
-	b := newEventBus(slog.New(slog.NewTextHandler(&logs, nil)))
+	var counted int // the metric's hook runs under the bus's lock
+	b := newEventBus(slog.New(slog.NewTextHandler(&logs, nil)), func() { counted++ })
 	if b.active() {
 		t.Error("active without subscribers")
 	}
@@ -30,6 +31,9 @@ func TestEventBusOverflow(t *testing.T) {
 	}
 	if n := slow.dropped.Load(); n != extra {
 		t.Errorf("slow subscriber dropped %d, want %d", n, extra)
+	}
+	if counted != extra {
+		t.Errorf("%d drops counted for the metric, want %d", counted, extra)
 	}
 	if n := fast.dropped.Load(); n != 0 {
 		t.Errorf("subscriber that keeps up dropped %d", n)

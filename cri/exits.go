@@ -8,7 +8,9 @@ import (
 	"sync"
 
 	"github.com/fsnotify/fsnotify"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berthcri/berth/internal/errdefs"
 	"github.com/berthcri/berth/oci/monitor"
 )
 
@@ -115,4 +117,63 @@ func (e *exitWatcher) run() {
 			}
 		}
 	}
+}
+
+// onExit records an exit the monitor wrote. It is called by the exit watcher and is idempotent.
+func (s *RuntimeServer) onExit(id string) {
+	rec, ok := s.containers.Get(id)
+	if !ok || rec.State == ctrExited {
+		return
+	}
+	e, err := monitor.ReadExit(rec.Bundle)
+	if err != nil {
+		if !errdefs.IsNotFound(err) {
+			s.log.Error("read container exit", "container", id, "err", err)
+		}
+		return
+	}
+	if err := s.markExited(id, e, ""); err != nil {
+		s.log.Error("record container exit", "container", id, "err", err)
+	}
+}
+
+func (s *RuntimeServer) markExited(id string, e *monitor.Exit, message string) error {
+	return s.recordExit(id, e, exitReason(e), message)
+}
+
+// recordExit moves the container to exited with e, reason and message, unless it is there already.
+func (s *RuntimeServer) recordExit(id string, e *monitor.Exit, reason, message string) error {
+	exited := false
+	_, err := s.containers.Update(id, func(c *containerRecord) error {
+		if c.State == ctrExited {
+			return nil
+		}
+		if err := c.transition(ctrExited); err != nil {
+			return err
+		}
+		exited = true
+		c.ExitCode = int32(e.ExitCode)
+		c.Reason = reason
+		c.Message = message
+		c.FinishedAt = e.FinishedAt.UnixNano()
+		if c.StartedAt == 0 && !e.StartedAt.IsZero() {
+			c.StartedAt = e.StartedAt.UnixNano()
+		}
+		return nil
+	})
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	if err == nil {
+		if rec, ok := s.containers.Get(id); ok {
+			s.exits.unwatch(rec.Bundle)
+			if exited {
+				s.opts.Metrics.exitRecorded(e.OOMKilled, e.FinishedAt)
+				s.exits.announce()
+				s.emitContainerEvent(id, rec.PodID, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT)
+				s.nriStopped(s.watchCtx, id)
+			}
+		}
+	}
+	return err
 }

@@ -46,6 +46,8 @@ type fakeHost struct {
 	ctrs    map[string]*fakeCtr   // containers a monitor created, by id
 	mounts  map[string]bool       // mounted targets
 	nextPid int
+	gates   map[string]chan struct{} // ops that wait, see hold
+	gcLive  [][]string               // the live pods of each network GC
 }
 
 type fakeImage struct {
@@ -79,6 +81,13 @@ const (
 	opExec          = "containers.Exec"
 	opUpdate        = "containers.Update"
 	opDestroy       = "containers.Destroy"
+	// Not in faultOps (fuzz seeds keep their meaning).
+	opPodCreateHalf = "sandboxes.Create, rollback" // the pod's stages and its rollback fail: the half-made pod is returned
+	opNetworkGC     = "network.GC"
+	opImageStatus   = "images.Status"
+	opImageRemove   = "images.Remove"
+	opFsInfo        = "images.FsInfo"
+	opReopenLog     = "monitor.ReopenLog"
 )
 
 // faultOps are the steps a fuzz input may fail, by bit: append only, so that the seeds keep their meaning.
@@ -99,7 +108,43 @@ func (h *fakeHost) inject(mask uint16) {
 
 func newFakeHost(t testing.TB) *fakeHost {
 	return &fakeHost{root: t.TempDir(), fails: map[string]error{}, images: map[string]*fakeImage{},
-		pods: map[string]*fakePod{}, ctrs: map[string]*fakeCtr{}, mounts: map[string]bool{}, nextPid: 1000}
+		pods: map[string]*fakePod{}, ctrs: map[string]*fakeCtr{}, mounts: map[string]bool{}, nextPid: 1000,
+		gates: map[string]chan struct{}{}}
+}
+
+// hold makes op (sandboxes.Create, monitor.Create) wait until the returned release is called: a slow call.
+func (h *fakeHost) hold(op string) (release func()) {
+	gate := make(chan struct{})
+	h.mu.Lock()
+	h.gates[op] = gate
+	h.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			h.mu.Lock()
+			delete(h.gates, op)
+			h.mu.Unlock()
+			close(gate)
+		})
+	}
+}
+
+// pass waits at op's gate, if held; h.mu is not held.
+func (h *fakeHost) pass(op string) {
+	h.mu.Lock()
+	gate := h.gates[op]
+	h.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
+}
+
+// networkGC is the network's GC: it remembers which pods were live.
+func (h *fakeHost) networkGC(_ context.Context, live []string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.gcLive = append(h.gcLive, slices.Clone(live))
+	return h.failing(opNetworkGC)
 }
 
 func (h *fakeHost) fail(op string, err error) {
@@ -131,6 +176,13 @@ func (p fakePanic) Error() string { return string(p) }
 func newTestRuntimeServer(t testing.TB) (*RuntimeServer, *fakeHost) {
 	t.Helper()
 	h := newFakeHost(t)
+	return startTestRuntimeServer(t, h), h
+}
+
+// startTestRuntimeServer starts a runtime service over h and its records, and recovers: called again on the same
+// host, it is a berthd restart.
+func startTestRuntimeServer(t testing.TB, h *fakeHost) *RuntimeServer {
+	t.Helper()
 	s, err := NewRuntimeServer(RuntimeOptions{
 		CgroupDriver:  "cgroupfs",
 		NetworkStatus: func() error { return nil },
@@ -140,7 +192,8 @@ func newTestRuntimeServer(t testing.TB) (*RuntimeServer, *fakeHost) {
 		Containers:    fakeContainers{h},
 		Host: specgen.Host{BoundingCaps: []string{"CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_SYS_ADMIN"},
 			OOMScoreAdjMin: -1000, FS: fakeHostFS{}},
-		Logger: slog.New(slog.DiscardHandler),
+		NetworkGC: h.networkGC,
+		Logger:    slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -154,7 +207,7 @@ func newTestRuntimeServer(t testing.TB) (*RuntimeServer, *fakeHost) {
 		t.Fatal(err)
 	}
 	t.Cleanup(stop)
-	return s, h
+	return s
 }
 
 // newTestImageServer is an image service over a fresh fake image store.
@@ -210,6 +263,9 @@ func (f fakeImages) find(ref string) (*fakeImage, error) {
 func (f fakeImages) Status(ref string) (image.Image, error) {
 	f.h.mu.Lock()
 	defer f.h.mu.Unlock()
+	if err := f.h.failing(opImageStatus); err != nil {
+		return image.Image{}, err
+	}
 	fi, err := f.find(ref)
 	if err != nil {
 		return image.Image{}, err
@@ -233,6 +289,9 @@ func (f fakeImages) List() []image.Image {
 func (f fakeImages) Remove(ref string) error {
 	f.h.mu.Lock()
 	defer f.h.mu.Unlock()
+	if err := f.h.failing(opImageRemove); err != nil {
+		return err
+	}
 	fi, err := f.find(ref)
 	if err != nil {
 		return err
@@ -246,6 +305,11 @@ func (f fakeImages) Remove(ref string) error {
 }
 
 func (f fakeImages) FsInfo(context.Context) (image.FsUsage, error) {
+	f.h.mu.Lock()
+	defer f.h.mu.Unlock()
+	if err := f.h.failing(opFsInfo); err != nil {
+		return image.FsUsage{}, err
+	}
 	return image.FsUsage{Mountpoint: f.h.root, Timestamp: time.Now()}, nil
 }
 
@@ -343,11 +407,13 @@ type fakeSandboxes struct{ h *fakeHost }
 
 func (f fakeSandboxes) Create(_ context.Context, cfg sandbox.Config) (PodRuntime, error) {
 	h := f.h
+	h.pass(opPodCreate)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if err := h.failing(opPodCreate); err != nil {
 		return nil, err
 	}
+	half := h.failing(opPodCreateHalf)
 	p := &fakePod{h: h, cfg: cfg, dir: filepath.Join(h.root, "state", "pods", cfg.ID)}
 	if err := os.MkdirAll(p.dir, 0o755); err != nil {
 		return nil, err
@@ -358,6 +424,9 @@ func (f fakeSandboxes) Create(_ context.Context, cfg sandbox.Config) (PodRuntime
 		p.mon.pausePid = h.nextPid
 	}
 	h.pods[cfg.ID] = p
+	if half != nil {
+		return p, half
+	}
 	return p, nil
 }
 
@@ -490,6 +559,7 @@ func (m *fakeMonitor) Stopping() bool                      { return false }
 
 func (m *fakeMonitor) Create(_ context.Context, r monitor.CreateRequest) error {
 	h := m.h
+	h.pass(opMonitorCreate)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if err := h.failing(opMonitorCreate); err != nil {
@@ -560,6 +630,9 @@ func (m *fakeMonitor) Remove(_ context.Context, id string) error {
 func (m *fakeMonitor) ReopenLog(_ context.Context, id string) error {
 	m.h.mu.Lock()
 	defer m.h.mu.Unlock()
+	if err := m.h.failing(opReopenLog); err != nil {
+		return err
+	}
 	_, err := m.ctr(id)
 	return err
 }

@@ -27,13 +27,8 @@ type imageVolume struct {
 func imageVolumeUser(containerID string) string { return containerID + "/volumes" }
 
 // acquireImageVolumes checks the image mounts of cfg and acquires their images, which must have been pulled. On
-// error nothing stays acquired.
+// error vols holds those acquired, for the caller's undo (releaseImageVolumes).
 func (s *RuntimeServer) acquireImageVolumes(id, bundle string, cfg *runtimeapi.ContainerConfig) (vols []imageVolume, err error) {
-	defer func() {
-		if err != nil {
-			_ = s.releaseImageVolumes(id, vols)
-		}
-	}()
 	for i, m := range cfg.GetMounts() {
 		ref := m.GetImage().GetImage()
 		if ref == "" {

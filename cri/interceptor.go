@@ -26,6 +26,14 @@ func Logger(ctx context.Context) *slog.Logger {
 	return slog.Default()
 }
 
+// logger is the request's logger, or the server's outside a request (recovery, watchers).
+func (s *RuntimeServer) logger(ctx context.Context) *slog.Logger {
+	if l, ok := ctx.Value(loggerKey{}).(*slog.Logger); ok {
+		return l
+	}
+	return s.log
+}
+
 // Interceptor is berth's single gRPC interceptor: request id, one log line per call, panic recovery, metrics
 // and the mapping of errors to gRPC codes.
 type Interceptor struct {

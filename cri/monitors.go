@@ -2,11 +2,13 @@ package cri
 
 import (
 	"context"
+	"fmt"
 	"syscall"
 	"time"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/berthcri/berth/internal/errdefs"
 	"github.com/berthcri/berth/oci/monitor"
 )
 
@@ -22,8 +24,11 @@ func (s *RuntimeServer) watchPod(id string, pod PodRuntime) {
 	if mon == nil {
 		return
 	}
+	s.opts.Metrics.monitorWatched(1)
 	go func() {
-		if mon.Wait(s.watchCtx) == nil && !mon.Stopping() {
+		err := mon.Wait(s.watchCtx)
+		s.opts.Metrics.monitorWatched(-1) // the monitor exited, or its pod was removed (Close)
+		if err == nil && !mon.Stopping() {
 			s.onMonitorExit(id)
 		}
 	}()
@@ -65,7 +70,7 @@ func (s *RuntimeServer) podLost(id, why string) {
 	rec, err := s.pods.Update(id, func(p *podRecord) error {
 		changed = p.State == podReady
 		if changed {
-			p.State = podNotReady
+			return p.transition(podNotReady)
 		}
 		return nil
 	})
@@ -95,4 +100,17 @@ func (s *RuntimeServer) endLostContainer(rec containerRecord, reason, message st
 		log.Error("destroy container", "err", err)
 	}
 	return s.recordExit(rec.ID, &monitor.Exit{ExitCode: 137, Signal: "SIGKILL", FinishedAt: time.Now()}, reason, message)
+}
+
+// monitorOf returns the running monitor of a pod.
+func (s *RuntimeServer) monitorOf(podID string) (Monitor, error) {
+	pod := s.sandboxPod(podID)
+	if pod == nil {
+		return nil, fmt.Errorf("pod %s has no runtime: %w", podID, errdefs.ErrFailedPrecondition)
+	}
+	mon := pod.Monitor()
+	if mon == nil {
+		return nil, fmt.Errorf("pod %s: monitor not running: %w", podID, errdefs.ErrUnavailable)
+	}
+	return mon, nil
 }

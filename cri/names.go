@@ -15,6 +15,7 @@ import (
 // kubelet retry of a slow RunPodSandbox/CreateContainer get the first call's result instead of an error: the work
 // runs detached from the request (see detached) and its result waits here for whoever asks for the name next.
 type names struct {
+	kind  string // what is named, for errors: "pod sandbox", "container"
 	mu    sync.Mutex
 	byKey map[string]*reservation
 }
@@ -27,7 +28,29 @@ type reservation struct {
 	delivered bool
 }
 
-func newNames() *names { return &names{byKey: map[string]*reservation{}} }
+func newNames(kind string) *names { return &names{kind: kind, byKey: map[string]*reservation{}} }
+
+// once makes the object named key once: the first call reserves the name under a new id and runs create (detached
+// from ctx, see detached); a call for the same name meanwhile or after gets what await says. It returns the id.
+func (n *names) once(ctx context.Context, key string, create func(ctx context.Context, id string) error) (string, error) {
+	res, first := n.reserve(key, newID())
+	if !first {
+		return n.await(ctx, key, res)
+	}
+	err, delivered := detached(ctx, func(ctx context.Context) (err error) {
+		defer func() { n.finish(key, res, err) }()
+		// Nothing above a detached creation recovers a panic: this one must not end berthd.
+		defer recoverCreation(Logger(ctx).With("id", res.id), "create "+n.kind+" "+res.id, &err)
+		return create(ctx, res.id)
+	})
+	if err != nil {
+		return "", err
+	}
+	if delivered {
+		n.deliver(res)
+	}
+	return res.id, nil
+}
 
 // reserve returns the reservation of key and whether the caller made it (and must finish it). A caller that did not
 // make it gets the existing one, already finished or not.
@@ -73,7 +96,7 @@ func (n *names) release(key, id string) {
 
 // await waits for another call's reservation of the same name and says what this call returns: the first call's id
 // when its result never reached its caller (a retry after a timeout), else an AlreadyExists error.
-func (n *names) await(ctx context.Context, kind, key string, r *reservation) (string, error) {
+func (n *names) await(ctx context.Context, key string, r *reservation) (string, error) {
 	select {
 	case <-r.done:
 	case <-ctx.Done():
@@ -85,7 +108,7 @@ func (n *names) await(ctx context.Context, kind, key string, r *reservation) (st
 		return "", r.err
 	}
 	if r.delivered {
-		return "", errdefs.AlreadyExists(kind+" name", key+" (reserved by "+r.id+")")
+		return "", errdefs.AlreadyExists(n.kind+" name", key+" (reserved by "+r.id+")")
 	}
 	r.delivered = true
 	return r.id, nil

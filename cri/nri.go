@@ -66,7 +66,7 @@ type nriRelay struct {
 
 	mu          sync.Mutex
 	queues      map[string]chan struct{} // per pod: closed when the pod's last queued event is done
-	created     map[string]bool          // containers plugins were told of in CreateContainer, until it returns
+	created     map[string]func()        // containers plugins were told of in CreateContainer: its sync unblock
 	stoppedPods map[string]bool          // pods plugins got StopPodSandbox for: sent once
 	stopped     map[string]bool          // containers plugins got StopContainer for: sent once, until removed
 }
@@ -89,7 +89,7 @@ func (s *RuntimeServer) setNRI(a NRI) {
 	s.nri.mu.Lock()
 	defer s.nri.mu.Unlock()
 	s.nri.api = a
-	s.nri.queues, s.nri.created = map[string]chan struct{}{}, map[string]bool{}
+	s.nri.queues, s.nri.created = map[string]chan struct{}{}, map[string]func(){}
 	s.nri.stoppedPods, s.nri.stopped = map[string]bool{}, map[string]bool{}
 }
 
@@ -239,15 +239,22 @@ func (s *RuntimeServer) nriRemovePod(ctx context.Context, rec podRecord) {
 	}
 }
 
+// nriAdjust is the container stage of NRI (container_stages.go).
+func (s *RuntimeServer) nriAdjust(ctx context.Context, b *ctrBuild) error {
+	return s.nriCreateContainer(ctx, b.podRec, b.rec, b.spec)
+}
+
 // nriCreateContainer lets plugins adjust a container's spec after berth built it and before it is written. The
-// caller holds the container's lock: the UpdateContainers callback refuses containers being created.
+// caller holds the container's lock: the UpdateContainers callback refuses containers being created. A plugin
+// connecting from here until nriCreated is synchronized after it, so that it gets the container either way.
 func (s *RuntimeServer) nriCreateContainer(ctx context.Context, podRec podRecord, rec containerRecord, spec *specs.Spec) error {
 	a := s.nriAPI()
 	if a == nil {
 		return nil
 	}
+	unblock := s.nriBlockSync()
 	s.nri.mu.Lock()
-	s.nri.created[rec.ID] = true
+	s.nri.created[rec.ID] = unblock
 	s.nri.mu.Unlock()
 	req := &nriapi.CreateContainerRequest{Pod: nriPod(podRec, s.sandboxPod(podRec.ID)), Container: nriContainer(rec, spec)}
 	var resp *nriapi.CreateContainerResponse
@@ -273,12 +280,13 @@ func (s *RuntimeServer) nriCreated(ctx context.Context, id, podID string, err er
 		return
 	}
 	s.nri.mu.Lock()
-	told := s.nri.created[id]
+	unblock, told := s.nri.created[id]
 	delete(s.nri.created, id)
 	s.nri.mu.Unlock()
 	if !told {
 		return
 	}
+	unblock()
 	if err == nil {
 		s.nriNotify(ctx, id, func(ctx context.Context, p *nriapi.PodSandbox, c *nriapi.Container) error {
 			return a.PostCreateContainer(ctx, &nriapi.PostCreateContainerRequest{Pod: p, Container: c})

@@ -32,7 +32,7 @@ func (s *RuntimeServer) PortForward(ctx context.Context, r *runtimeapi.PortForwa
 			return nil, errdefs.InvalidArgument("port", "%d is outside 1..65535", p)
 		}
 	}
-	rec, ok := s.findPod(r.GetPodSandboxId())
+	rec, ok := s.pods.Find(r.GetPodSandboxId())
 	if !ok {
 		return nil, errdefs.NotFound("pod sandbox", r.GetPodSandboxId())
 	}

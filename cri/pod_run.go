@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -29,27 +30,13 @@ func (s *RuntimeServer) RunPodSandbox(ctx context.Context, r *runtimeapi.RunPodS
 	if h := r.GetRuntimeHandler(); h != "" && h != "runc" {
 		return nil, errdefs.NotFound("runtime handler", h)
 	}
-	key := podNameKey(cfg.GetMetadata())
-	res, first := s.podNames.reserve(key, newID())
-	if !first {
-		id, err := s.podNames.await(ctx, "pod sandbox", key, res)
-		if err != nil {
-			return nil, err
-		}
-		return &runtimeapi.RunPodSandboxResponse{PodSandboxId: id}, nil
-	}
-	err, delivered := detached(ctx, func(ctx context.Context) error {
-		err := s.runPod(ctx, res.id, r)
-		s.podNames.finish(key, res, err)
-		return err
+	id, err := s.podNames.once(ctx, podNameKey(cfg.GetMetadata()), func(ctx context.Context, id string) error {
+		return s.runPod(ctx, id, r)
 	})
 	if err != nil {
 		return nil, err
 	}
-	if delivered {
-		s.podNames.deliver(res)
-	}
-	return &runtimeapi.RunPodSandboxResponse{PodSandboxId: res.id}, nil
+	return &runtimeapi.RunPodSandboxResponse{PodSandboxId: id}, nil
 }
 
 func (s *RuntimeServer) runPod(ctx context.Context, id string, r *runtimeapi.RunPodSandboxRequest) error {
@@ -59,8 +46,10 @@ func (s *RuntimeServer) runPod(ctx context.Context, id string, r *runtimeapi.Run
 	}
 	defer unlock()
 	log := Logger(ctx).With("pod", id)
-	rec := podRecord{ID: id, Config: r.GetConfig(), RuntimeHandler: r.GetRuntimeHandler(), State: podCreating,
-		CreatedAt: time.Now().UnixNano()}
+	rec := podRecord{ID: id, Config: r.GetConfig(), RuntimeHandler: r.GetRuntimeHandler(), CreatedAt: time.Now().UnixNano()}
+	if err := rec.transition(podCreating); err != nil {
+		return err
+	}
 	// The record comes first: a berthd killed from here on finds it at start and rolls the pod back.
 	if err := s.pods.Create(id, rec); err != nil {
 		return fmt.Errorf("run pod %s: %w", id, err)
@@ -71,13 +60,7 @@ func (s *RuntimeServer) runPod(ctx context.Context, id string, r *runtimeapi.Run
 		pod, err = s.nriRunPod(ctx, rec, pod) // a plugin refusing the pod rolls it back
 	}
 	if err != nil {
-		switch {
-		case pod != nil, errdefs.IsInternal(err): // a failed rollback; a panic, which left what it left
-			s.keepHalfMadePod(rec, pod)
-		default: // rolled back
-			_ = s.pods.Delete(id)
-		}
-		return fmt.Errorf("run pod %s: %w", id, err)
+		return fmt.Errorf("run pod %s: %w", id, s.abandonPod(ctx, log, rec, pod, err))
 	}
 	var ips []string
 	if n := pod.Network(); n != nil {
@@ -86,22 +69,49 @@ func (s *RuntimeServer) runPod(ctx context.Context, id string, r *runtimeapi.Run
 		}
 	}
 	if _, err := s.pods.Update(id, func(p *podRecord) error {
-		p.State, p.IPs = podReady, ips
-		return nil
+		p.IPs = ips
+		return p.transition(podReady)
 	}); err != nil {
-		cctx, cancel := cleanupContext(ctx)
-		defer cancel()
-		_ = pod.Remove(cctx)
-		_ = s.pods.Delete(id)
-		return fmt.Errorf("run pod %s: %w", id, err)
+		return fmt.Errorf("run pod %s: %w", id, s.abandonPod(ctx, log, rec, pod, err))
 	}
 	s.mu.Lock()
 	s.sandbox[id] = pod
 	s.mu.Unlock()
 	s.watchPod(id, pod)
+	s.opts.Metrics.podStarted(time.Since(time.Unix(0, rec.CreatedAt)))
 	log.Info("pod ready", "name", r.GetConfig().GetMetadata().GetName(), "namespace", r.GetConfig().GetMetadata().GetNamespace(), "ips", ips)
 	s.emitPodEvent(rec, runtimeapi.ContainerEventType_CONTAINER_CREATED_EVENT, runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT)
 	return nil
+}
+
+// abandonPod ends a creation that failed with cause: it removes what is left of the pod (pod, nil when the sandbox
+// manager rolled it back) and its record. When that fails, or a panic left the pod in a state nobody knows, the pod
+// is kept, not ready (keepHalfMadePod), for RemovePodSandbox to retry and for recovery. It returns cause, with the
+// rollback's failure in its text: the cause keeps its code.
+func (s *RuntimeServer) abandonPod(ctx context.Context, log *slog.Logger, rec podRecord, pod PodRuntime, cause error) error {
+	err := s.undoPod(ctx, rec, pod, cause)
+	if err == nil {
+		return cause
+	}
+	log.Error("pod rollback failed; it stays, not ready, for RemovePodSandbox to finish", "err", err)
+	s.keepHalfMadePod(rec, pod)
+	return fmt.Errorf("%w (and its rollback failed: %v)", cause, err)
+}
+
+// undoPod is the one undo of a pod in cri/ (a failed RunPodSandbox, RemovePodSandbox, recovery): the pod's runtime
+// removed (the sandbox manager's stage undos), then its record. cause is why a creation failed, nil for a removal.
+func (s *RuntimeServer) undoPod(ctx context.Context, rec podRecord, pod PodRuntime, cause error) error {
+	switch {
+	case pod != nil:
+		cctx, cancel := cleanupContext(ctx)
+		defer cancel()
+		if err := pod.Remove(cctx); err != nil {
+			return err
+		}
+	case errdefs.IsInternal(cause):
+		return errors.New("a panic left the pod half-made; recovery at the next start removes what is left")
+	}
+	return s.pods.Delete(rec.ID)
 }
 
 // createPodRuntime makes the pod's runtime; a panic in it is an error wrapping errdefs.ErrInternal.

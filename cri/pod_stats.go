@@ -19,7 +19,7 @@ func (s *RuntimeServer) PodSandboxStats(ctx context.Context, r *runtimeapi.PodSa
 	if id == "" {
 		return nil, errdefs.InvalidArgument("pod_sandbox_id", "must be set")
 	}
-	rec, ok := s.findPod(id)
+	rec, ok := s.pods.Find(id)
 	if !ok || rec.State == podCreating {
 		return nil, errdefs.NotFound("pod sandbox", id)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
 
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
@@ -16,7 +15,7 @@ func (s *RuntimeServer) PodSandboxStatus(ctx context.Context, r *runtimeapi.PodS
 	if id == "" {
 		return nil, errdefs.InvalidArgument("pod_sandbox_id", "must be set")
 	}
-	rec, ok := s.findPod(id)
+	rec, ok := s.pods.Find(id)
 	if !ok {
 		return nil, errdefs.NotFound("pod sandbox", id)
 	}
@@ -44,11 +43,16 @@ func (s *RuntimeServer) PodSandboxStatus(ctx context.Context, r *runtimeapi.PodS
 }
 
 func (s *RuntimeServer) podStatus(rec podRecord) *runtimeapi.PodSandboxStatus {
+	return s.podStatusIn(rec, rec.State)
+}
+
+// podStatusIn is the status of the pod as if it were in state (an event's, which may be past).
+func (s *RuntimeServer) podStatusIn(rec podRecord, state podState) *runtimeapi.PodSandboxStatus {
 	cfg := rec.Config
 	st := &runtimeapi.PodSandboxStatus{
 		Id:             rec.ID,
 		Metadata:       cfg.GetMetadata(),
-		State:          podStateCRI(rec.State),
+		State:          podStateCRI(state),
 		CreatedAt:      rec.CreatedAt,
 		Labels:         cfg.GetLabels(),
 		Annotations:    cfg.GetAnnotations(),
@@ -56,7 +60,7 @@ func (s *RuntimeServer) podStatus(rec podRecord) *runtimeapi.PodSandboxStatus {
 		Linux: &runtimeapi.LinuxPodSandboxStatus{Namespaces: &runtimeapi.Namespace{
 			Options: cfg.GetLinux().GetSecurityContext().GetNamespaceOptions()}},
 	}
-	if len(rec.IPs) > 0 && rec.State == podReady {
+	if len(rec.IPs) > 0 && state == podReady {
 		st.Network = &runtimeapi.PodSandboxNetworkStatus{Ip: rec.IPs[0]}
 		for _, ip := range rec.IPs[1:] {
 			st.Network.AdditionalIps = append(st.Network.AdditionalIps, &runtimeapi.PodIP{Ip: ip})
@@ -70,23 +74,6 @@ func podStateCRI(s podState) runtimeapi.PodSandboxState {
 		return runtimeapi.PodSandboxState_SANDBOX_READY
 	}
 	return runtimeapi.PodSandboxState_SANDBOX_NOTREADY
-}
-
-// findPod finds a pod by its id or a unique id prefix, as crictl lets operators type.
-func (s *RuntimeServer) findPod(id string) (podRecord, bool) {
-	if rec, ok := s.pods.Get(id); ok {
-		return rec, true
-	}
-	var found []podRecord
-	for _, p := range s.pods.List() {
-		if strings.HasPrefix(p.ID, id) {
-			found = append(found, p)
-		}
-	}
-	if len(found) == 1 {
-		return found[0], true
-	}
-	return podRecord{}, false
 }
 
 func (s *RuntimeServer) sandboxPod(id string) PodRuntime {

@@ -46,10 +46,7 @@ func (s *RuntimeServer) stopPod(ctx context.Context, id string) error {
 			return fmt.Errorf("stop pod %s: %w", id, err)
 		}
 	}
-	rec, err := s.pods.Update(id, func(p *podRecord) error {
-		p.State = podNotReady
-		return nil
-	})
+	rec, err := s.pods.Update(id, func(p *podRecord) error { return p.transition(podNotReady) })
 	if err == nil {
 		s.emitPodEvent(rec, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT)
 	}
@@ -85,14 +82,7 @@ func (s *RuntimeServer) RemovePodSandbox(ctx context.Context, r *runtimeapi.Remo
 		}
 	}
 	s.nriStopPod(ctx, id) // unless StopPodSandbox told the plugins
-	cctx, cancel := cleanupContext(ctx)
-	defer cancel()
-	if pod := s.sandboxPod(id); pod != nil {
-		if err := pod.Remove(cctx); err != nil {
-			return nil, fmt.Errorf("remove pod %s: %w", id, err)
-		}
-	}
-	if err := s.pods.Delete(id); err != nil {
+	if err := s.undoPod(ctx, rec, s.sandboxPod(id), nil); err != nil {
 		return nil, fmt.Errorf("remove pod %s: %w", id, err)
 	}
 	s.mu.Lock()

@@ -4,11 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"time"
 
-	"github.com/berthcri/berth/internal/errdefs"
 	"github.com/berthcri/berth/oci/monitor"
 )
 
@@ -58,23 +55,38 @@ func (s *RuntimeServer) Recover(ctx context.Context) error {
 		}
 	}
 	s.releaseLostImageUsers()
+	s.collectNetworks(ctx)
 	return nil
+}
+
+// collectNetworks deletes the network attachments of pods that are not ready: their Stop or Remove did not finish
+// it, or the attachment was left by a pod whose record is gone. It runs before berthd serves, so that no pod is set
+// up meanwhile; a failure is logged, and the next start tries again.
+func (s *RuntimeServer) collectNetworks(ctx context.Context) {
+	if s.opts.NetworkGC == nil {
+		return
+	}
+	var live []string
+	for _, rec := range s.pods.List() {
+		if rec.State == podReady {
+			live = append(live, rec.ID)
+		}
+	}
+	if err := s.opts.NetworkGC(ctx, live); err != nil {
+		s.log.Warn("recover: pod network attachments of pods that are gone were not all deleted", "err", err)
+	}
 }
 
 func (s *RuntimeServer) recoverPod(ctx context.Context, rec podRecord, rp RecoveredPod, live bool) {
 	log := s.log.With("pod", rec.ID)
 	if rec.State == podCreating {
 		log.Info("recover: rolling back a pod creation that did not finish")
+		var pod PodRuntime
 		if live {
-			if err := rp.Pod.Remove(ctx); err != nil {
-				log.Error("recover: pod rollback failed; the pod stays, not ready, for RemovePodSandbox to finish", "err", err)
-				s.keepHalfMadePod(rec, rp.Pod)
-				return
-			}
+			pod = rp.Pod
 		}
-		if err := s.pods.Delete(rec.ID); err != nil {
-			log.Error("recover: delete the record of a rolled back pod", "err", err)
-		}
+		// abandonPod logs a failed rollback and keeps the pod; its error is for a caller, and there is none.
+		s.abandonPod(ctx, log, rec, pod, errors.New("berthd stopped while it created the pod"))
 		return
 	}
 	if live {
@@ -86,7 +98,7 @@ func (s *RuntimeServer) recoverPod(ctx context.Context, rec podRecord, rp Recove
 			reason = rp.Err.Error()
 		}
 		log.Warn("recover: pod not ready", "reason", reason)
-		if _, err := s.pods.Update(rec.ID, func(p *podRecord) error { p.State = podNotReady; return nil }); err != nil {
+		if _, err := s.pods.Update(rec.ID, func(p *podRecord) error { return p.transition(podNotReady) }); err != nil {
 			log.Error("recover: record pod not ready", "err", err)
 		}
 	}
@@ -101,7 +113,7 @@ func (s *RuntimeServer) keepHalfMadePod(rec podRecord, pod PodRuntime) {
 		s.sandbox[rec.ID] = pod
 		s.mu.Unlock()
 	}
-	if _, err := s.pods.Update(rec.ID, func(p *podRecord) error { p.State = podNotReady; return nil }); err != nil {
+	if _, err := s.pods.Update(rec.ID, func(p *podRecord) error { return p.transition(podNotReady) }); err != nil {
 		s.log.Error("record a half-made pod not ready", "pod", rec.ID, "err", err)
 	}
 	s.podNames.restore(podNameKey(rec.Config.GetMetadata()), rec.ID)
@@ -111,10 +123,7 @@ func (s *RuntimeServer) recoverContainer(ctx context.Context, rec containerRecor
 	log := s.log.With("container", rec.ID, "pod", rec.PodID)
 	if _, ok := s.pods.Get(rec.PodID); !ok || rec.State == ctrCreating {
 		log.Info("recover: rolling back a container", "state", rec.State)
-		if err := s.forgetContainer(ctx, rec); err != nil {
-			log.Error("recover: container rollback failed; it stays, exited, for RemoveContainer to finish", "err", err)
-			s.keepHalfMadeContainer(rec, err)
-		}
+		s.rollbackContainer(ctx, rec, s.containerStages(), true) // logs a failure and keeps the container
 		return
 	}
 	s.ctrNames.restore(containerNameKey(rec.PodID, rec.Config.GetMetadata()), rec.ID)
@@ -132,10 +141,12 @@ func (s *RuntimeServer) recoverContainer(ctx context.Context, rec containerRecor
 			for _, st := range states {
 				if st.ID == rec.ID {
 					if st.Status == monitor.StatusRunning && rec.State == ctrCreated {
-						_, _ = s.containers.Update(rec.ID, func(c *containerRecord) error {
-							c.State, c.StartedAt = ctrRunning, st.StartedAt.UnixNano()
-							return nil
-						})
+						if _, err := s.containers.Update(rec.ID, func(c *containerRecord) error {
+							c.StartedAt = st.StartedAt.UnixNano()
+							return c.transition(ctrRunning)
+						}); err != nil {
+							log.Error("recover: record the container running", "err", err)
+						}
 					}
 					if err := s.exits.watch(rec.ID, rec.Bundle); err != nil {
 						log.Error("recover: watch the container's exit", "err", err)
@@ -156,40 +167,10 @@ func (s *RuntimeServer) recoverContainer(ctx context.Context, rec containerRecor
 
 // keepHalfMadeContainer keeps a container whose rollback failed, recorded exited so that it is listed and
 // RemoveContainer (or RemovePodSandbox) retries the clean-up.
-func (s *RuntimeServer) keepHalfMadeContainer(rec containerRecord, cause error) {
+func (s *RuntimeServer) keepHalfMadeContainer(rec containerRecord, cause error) error {
 	s.ctrNames.restore(containerNameKey(rec.PodID, rec.Config.GetMetadata()), rec.ID)
-	if err := s.markExited(rec.ID, &monitor.Exit{ExitCode: 255, FinishedAt: time.Now()},
-		fmt.Sprintf("its creation did not finish and its clean-up failed: %v", cause)); err != nil {
-		s.log.Error("record a half-made container exited", "container", rec.ID, "err", err)
-	}
-}
-
-// forgetContainer removes whatever a stopped (or never started) container left on the host, then its record. It
-// works with or without the pod's monitor and is idempotent.
-func (s *RuntimeServer) forgetContainer(ctx context.Context, rec containerRecord) error {
-	if mon, err := s.monitorOf(rec.PodID); err == nil {
-		if err := mon.Remove(ctx, rec.ID); err != nil && !errdefs.IsNotFound(err) && !errdefs.IsUnavailable(err) {
-			return fmt.Errorf("clean up container %s: %w", rec.ID, err)
-		}
-	}
-	if err := s.opts.Containers.Destroy(ctx, rec.ID); err != nil && !errdefs.IsNotFound(err) {
-		return fmt.Errorf("clean up container %s: %w", rec.ID, err)
-	}
-	if err := errors.Join(s.unmountImageVolumes(rec.ImageVolumes), s.opts.Images.Unmount(filepath.Join(rec.Bundle, "rootfs"))); err != nil {
-		return fmt.Errorf("clean up container %s: %w", rec.ID, err)
-	}
-	if err := errors.Join(os.RemoveAll(rec.Bundle), os.RemoveAll(filepath.Join(s.opts.RootDir, "containers", rec.ID))); err != nil {
-		return fmt.Errorf("clean up container %s: %w", rec.ID, err)
-	}
-	if rec.ImageID != "" {
-		if err := s.opts.Images.Release(rec.ImageID, rec.ID); err != nil && !errdefs.IsNotFound(err) {
-			return fmt.Errorf("clean up container %s: %w", rec.ID, err)
-		}
-	}
-	if err := s.releaseImageVolumes(rec.ID, rec.ImageVolumes); err != nil {
-		return fmt.Errorf("clean up container %s: %w", rec.ID, err)
-	}
-	return s.containers.Delete(rec.ID)
+	return s.markExited(rec.ID, &monitor.Exit{ExitCode: 255, FinishedAt: time.Now()},
+		fmt.Sprintf("its creation did not finish and its clean-up failed: %v", cause))
 }
 
 // releaseLostImageUsers drops the image references that no container record accounts for: a CreateContainer killed

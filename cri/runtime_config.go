@@ -2,6 +2,7 @@ package cri
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"strings"
 
@@ -19,21 +20,35 @@ func (s *RuntimeServer) RuntimeConfig(ctx context.Context, r *runtimeapi.Runtime
 	return &runtimeapi.RuntimeConfigResponse{Linux: &runtimeapi.LinuxRuntimeConfiguration{CgroupDriver: driver}}, nil
 }
 
-// UpdateRuntimeConfig records the node's pod CIDR that the kubelet hands down.
+// UpdateRuntimeConfig records the node's pod CIDR that the kubelet hands down and, when it changed, gives it to
+// PodCIDRChanged (the CNI conf template). A failed hook keeps the old CIDR, so that the kubelet's retry runs it again.
 func (s *RuntimeServer) UpdateRuntimeConfig(ctx context.Context, r *runtimeapi.UpdateRuntimeConfigRequest) (*runtimeapi.UpdateRuntimeConfigResponse, error) {
 	cidr := r.GetRuntimeConfig().GetNetworkConfig().GetPodCidr()
+	var cidrs []string
 	for _, c := range splitCIDRs(cidr) {
-		if _, err := parsePrefix(c); err != nil {
+		p, err := parsePrefix(c)
+		if err != nil {
 			return nil, errdefs.InvalidArgument("runtime_config.network_config.pod_cidr", "%q: %v", c, err)
+		}
+		cidrs = append(cidrs, p.String())
+	}
+	s.cidrMu.Lock() // one change at a time: a slow write must not land after a newer one
+	defer s.cidrMu.Unlock()
+	s.mu.Lock()
+	changed := s.podCIDR != cidr
+	s.mu.Unlock()
+	if !changed {
+		return &runtimeapi.UpdateRuntimeConfigResponse{}, nil
+	}
+	if s.opts.PodCIDRChanged != nil {
+		if err := s.opts.PodCIDRChanged(ctx, cidrs); err != nil {
+			return nil, fmt.Errorf("pod CIDR %s: %w", cidr, err)
 		}
 	}
 	s.mu.Lock()
-	changed := s.podCIDR != cidr
 	s.podCIDR = cidr
 	s.mu.Unlock()
-	if changed {
-		Logger(ctx).Info("pod CIDR updated", "podCIDR", cidr)
-	}
+	Logger(ctx).Info("pod CIDR updated", "podCIDR", cidr)
 	return &runtimeapi.UpdateRuntimeConfigResponse{}, nil
 }
 

@@ -23,6 +23,9 @@ type RuntimeOptions struct {
 	CgroupDriver string
 	// NetworkStatus returns nil when the pod network is ready, else an error saying exactly what is missing.
 	NetworkStatus func() error
+	// NetworkGC deletes the pod network attachments of every pod but those live (cni.Network.GC); recovery calls
+	// it once the records are reconciled. nil: nothing to collect.
+	NetworkGC func(ctx context.Context, live []string) error
 	// Config is the effective configuration (secrets redacted), shown by a verbose Status.
 	Config any
 
@@ -38,6 +41,11 @@ type RuntimeOptions struct {
 	// CDI resolves the containers' CDI devices; nil when [cdi] enabled = false.
 	CDI    CDIDevices
 	Logger *slog.Logger
+	// Metrics records pod and container starts, exits, monitors and dropped events; nil records nothing.
+	Metrics *Metrics
+	// PodCIDRChanged is given the kubelet's pod CIDRs (UpdateRuntimeConfig) when they change; nil when nothing uses
+	// them (no cni.conf_template).
+	PodCIDRChanged func(ctx context.Context, cidrs []string) error
 }
 
 // AppArmorDefault is the keeper of the default AppArmor profile.
@@ -66,7 +74,8 @@ type RuntimeServer struct {
 	stopWatch context.CancelFunc
 
 	mu       sync.Mutex
-	podCIDR  string                // from UpdateRuntimeConfig; kept for the network stage
+	podCIDR  string                // from UpdateRuntimeConfig, as the kubelet wrote it
+	cidrMu   sync.Mutex            // serialises UpdateRuntimeConfig (runtime_config.go)
 	sandbox  map[string]PodRuntime // live pod runtimes by pod id
 	podLocks keylock.Map           // RunPodSandbox, Stop/RemovePodSandbox exclusive, CreateContainer shared; taken first
 	ctrLocks keylock.Map           // serialises calls on one container
@@ -75,12 +84,12 @@ type RuntimeServer struct {
 
 // NewRuntimeServer opens the records and reconciles them with what runs on the host (recover.go).
 func NewRuntimeServer(opts RuntimeOptions) (*RuntimeServer, error) {
-	s := &RuntimeServer{opts: opts, log: opts.Logger, podNames: newNames(), ctrNames: newNames(),
+	s := &RuntimeServer{opts: opts, log: opts.Logger, podNames: newNames("pod sandbox"), ctrNames: newNames("container"),
 		sandbox: map[string]PodRuntime{}}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
-	s.events, s.layers = newEventBus(s.log), newLayerUsage(s.log)
+	s.events, s.layers = newEventBus(s.log, opts.Metrics.eventDropped), newLayerUsage(s.log)
 	s.watchCtx, s.stopWatch = context.WithCancel(context.Background())
 	if opts.RootDir == "" {
 		return s, nil // runtime-info only (tests of Version/Status)

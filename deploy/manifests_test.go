@@ -162,8 +162,8 @@ func TestManifests(t *testing.T) {
 	}
 
 	wantArgs := map[string][]string{
-		"daemonset.yaml": {"install", "--sleep"},
-		"switch.yaml":    {"install", "--switch", "--sleep"},
+		"daemonset.yaml": {"install", "--default-network", "--sleep"},
+		"switch.yaml":    {"install", "--switch", "--default-network", "--sleep"},
 		"uninstall.yaml": {"uninstall", "--sleep"},
 	}
 	if len(o.daemonSets) != len(wantArgs) {

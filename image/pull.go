@@ -37,7 +37,7 @@ type pull struct {
 // adds the tag. Layers are downloaded in parallel (max_concurrent_downloads at once per pull) and
 // unpacked while their bytes arrive, together at most registry.max_unpacked_size (the layers this pull unpacks;
 // layers already stored are not counted again). A failed pull leaves no new files behind.
-func (s *Service) Pull(ctx context.Context, ref string, auth *Auth) (Image, error) {
+func (s *Service) Pull(ctx context.Context, ref string, auth *Auth) (_ Image, err error) {
 	named, err := parseRef(ref)
 	if err != nil {
 		return Image{}, err
@@ -50,11 +50,16 @@ func (s *Service) Pull(ctx context.Context, ref string, auth *Auth) (Image, erro
 	p := &pull{s: s, ref: named, downloads: make(chan struct{}, s.downloads),
 		limit: archive.NewLimit(int64(s.unpacked), fmt.Sprintf("registry.max_unpacked_size (%s)", s.unpacked))}
 	stop := p.prog.watch(ctx, s.timeout, func() {
-		cancel(fmt.Errorf("no progress for %s (registry.pull_progress_timeout): %w", s.timeout, errdefs.ErrUnavailable))
+		// Unavailable for the kubelet (it retries), a deadline for whoever tells timeouts apart (metrics).
+		cancel(fmt.Errorf("no progress for %s (registry.pull_progress_timeout): %w (%w)", s.timeout,
+			errdefs.ErrUnavailable, context.DeadlineExceeded))
 	})
 	defer stop()
 
 	r, err := p.run(ctx, auth)
+	if s.onPull != nil {
+		defer func() { s.onPull(time.Since(start), p.prog.downloaded.Load(), err) }()
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			// The pull's own deadline or the watchdog ended it; say which rather than how a read noticed.

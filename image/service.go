@@ -21,6 +21,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/berthcri/berth/image/archive"
 	"github.com/berthcri/berth/image/content"
 	"github.com/berthcri/berth/image/registry"
 	"github.com/berthcri/berth/internal/config"
@@ -32,6 +33,9 @@ import (
 // Auth is the credential a client sends with a pull (the CRI AuthConfig).
 type Auth = registry.Auth
 
+// ErrTooBig is wrapped by a pull whose layers unpack to more than registry.max_unpacked_size.
+var ErrTooBig = archive.ErrTooBig
+
 // Options configure the image service.
 type Options struct {
 	// RootDir holds content/, snapshots/ and images/, e.g. /var/lib/berth.
@@ -41,6 +45,9 @@ type Options struct {
 	// sandbox image.
 	Pinned []string
 	Logger *slog.Logger
+	// OnPull is told of the end of every pull: its duration, the compressed bytes it fetched from the registry and
+	// its error (metrics); nil for none.
+	OnPull func(took time.Duration, fetched int64, err error)
 }
 
 // Service is the image store. It is safe for concurrent use.
@@ -66,6 +73,7 @@ type Service struct {
 	heldSnaps map[digest.Digest]int
 	trashSeq  atomic.Int64 // names snapshot dirs on their way out
 	pulls     atomic.Int64 // pulls in flight: the last to end returns the pulls' buffers to the OS
+	onPull    func(took time.Duration, fetched int64, err error)
 }
 
 // New opens the image store under o.RootDir and sweeps what interrupted pulls and removals left behind.
@@ -114,6 +122,7 @@ func New(ctx context.Context, o Options) (*Service, error) {
 		unpacked:  unpacked,
 		heldBlobs: map[digest.Digest]int{},
 		heldSnaps: map[digest.Digest]int{},
+		onPull:    o.OnPull,
 	}
 	s.registry.Store(reg)
 	s.pinned.Store(&pinned)

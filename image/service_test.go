@@ -349,6 +349,9 @@ func TestPullNoProgressTimeout(t *testing.T) {
 	if !errors.Is(err, errdefs.ErrUnavailable) || !strings.Contains(err.Error(), "no progress") {
 		t.Errorf("stalled pull = %v, want unavailable: no progress", err)
 	}
+	if !errors.Is(err, context.DeadlineExceeded) { // a timeout for metrics (cri.pullReason)
+		t.Errorf("stalled pull = %v, want it to wrap context.DeadlineExceeded", err)
+	}
 	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("stalled pull took %s", d)
 	}
@@ -563,5 +566,51 @@ func TestKeepUsers(t *testing.T) {
 	}
 	if _, err := os.Stat(s.snapshotDir(imgs[1].Layers[0].ChainID)); !os.IsNotExist(err) {
 		t.Errorf("the last release did not free the image: %v", err)
+	}
+}
+
+// OnPull hears of every pull: the compressed bytes it fetched (none for content already stored) and its error.
+func TestPullObserved(t *testing.T) {
+	reg := newTestRegistry(t)
+	img := randomImage(t, 2)
+	ref := reg.push(t, "obs/app:1", img)
+	var size int64
+	for _, l := range mustLayers(t, img) {
+		n, err := l.Size()
+		if err != nil {
+			t.Fatal(err)
+		}
+		size += n
+	}
+	s := newService(t, t.TempDir(), config.RegistryConfig{})
+	type seen struct {
+		fetched int64
+		err     error
+	}
+	var got []seen
+	s.onPull = func(took time.Duration, fetched int64, err error) {
+		if took <= 0 {
+			t.Errorf("pull took %v", took)
+		}
+		got = append(got, seen{fetched, err})
+	}
+	ctx := context.Background()
+	for range 2 {
+		if _, err := s.Pull(ctx, ref, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, missing := s.Pull(ctx, reg.host+"/obs/app:nope", nil)
+	if len(got) != 3 {
+		t.Fatalf("observed %d pulls, want 3", len(got))
+	}
+	if got[0].fetched != size || got[0].err != nil {
+		t.Errorf("first pull observed %+v, want %d bytes fetched", got[0], size)
+	}
+	if got[1].fetched != 0 || got[1].err != nil {
+		t.Errorf("second pull observed %+v, want nothing fetched", got[1])
+	}
+	if !errdefs.IsNotFound(got[2].err) || got[2].err.Error() != missing.Error() {
+		t.Errorf("failed pull observed %+v, want the error it returned (%v)", got[2], missing)
 	}
 }

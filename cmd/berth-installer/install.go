@@ -29,6 +29,10 @@ const (
 	cniBinDir     = "/opt/cni/bin"
 	cniConfDir    = "/etc/cni/net.d"
 	networkPath   = cniConfDir + "/10-berth.conflist"
+	// templatePath is the bridge on the node's pod CIDR (cni.conf_template), which berthd renders into
+	// renderedPath when the kubelet hands the CIDR down; until then networkPath's fixed subnet serves.
+	templatePath = "/etc/berth/cni/10-berth.conflist.tmpl"
+	renderedPath = cniConfDir + "/10-berth-net.conflist" // cni.TemplateFile
 
 	berthdUnit  = "berthd.service"
 	kubeletUnit = "kubelet.service"
@@ -140,6 +144,10 @@ func (in *installer) files(h *host, service string, settings kubeletSettings) ([
 		}
 		return data
 	}
+	network, err := in.defaultNetworkOn(h)
+	if err != nil {
+		return nil, err
+	}
 	berthd, err := os.ReadFile(filepath.Join(in.payload, "bin", "berthd"))
 	if err != nil {
 		return nil, fmt.Errorf("payload: %w", err)
@@ -154,7 +162,7 @@ func (in *installer) files(h *host, service string, settings kubeletSettings) ([
 		{path: monitorPath, data: mon, mode: 0o755, policy: backUp},
 		{path: berthdPath, data: berthd, mode: 0o755, policy: backUp, restart: true},
 		{path: configPath, data: embedded("berth.toml"), mode: 0o644, policy: keepHosts, restart: true},
-		{path: dropInPath, data: dropIn(settings, in.log), mode: 0o644, policy: backUp, restart: true},
+		{path: dropInPath, data: dropIn(settings, network, in.log), mode: 0o644, policy: backUp, restart: true},
 		{path: crictlPath, data: embedded("crictl.yaml"), mode: 0o644, policy: keepHosts},
 	}
 	if service == serviceSystemd {
@@ -177,21 +185,29 @@ func (in *installer) files(h *host, service string, settings kubeletSettings) ([
 		// keepHosts: a plugin the host has is the host's (its network add-on's) to manage.
 		files = append(files, file{path: path.Join(cniBinDir, p.Name()), data: data, mode: 0o755, policy: keepHosts})
 	}
-	if in.defaultNetwork {
-		ours := slices.ContainsFunc(h.j.Files, func(r fileRecord) bool { return r.Path == networkPath })
-		has, err := h.hasNetworkConfig()
-		if err != nil {
-			return nil, err
-		}
-		if ours || !has {
-			files = append(files, file{path: networkPath, data: embedded("cni/10-berth.conflist"), mode: 0o644, policy: keepHosts})
-		}
+	if network {
+		files = append(files, file{path: networkPath, data: embedded("cni/10-berth.conflist"), mode: 0o644, policy: keepHosts},
+			file{path: templatePath, data: embedded("cni/10-berth.conflist.tmpl"), mode: 0o644, policy: backUp, restart: true})
 	}
 	return files, nil
 }
 
-// dropIn is the installer's berth config drop-in: the settings that must agree with the kubelet's.
-func dropIn(s kubeletSettings, log *slog.Logger) []byte {
+// defaultNetworkOn says whether berth's bridge is the host's pod network: with --default-network, on a host that had
+// no network config (or has berth's from an earlier run).
+func (in *installer) defaultNetworkOn(h *host) (bool, error) {
+	if !in.defaultNetwork {
+		return false, nil
+	}
+	if slices.ContainsFunc(h.j.Files, func(r fileRecord) bool { return r.Path == networkPath }) {
+		return true, nil
+	}
+	has, err := h.hasNetworkConfig()
+	return !has, err
+}
+
+// dropIn is the installer's berth config drop-in: the settings that must agree with the kubelet's, and the conf
+// template of berth's bridge when it is the pod network.
+func dropIn(s kubeletSettings, network bool, log *slog.Logger) []byte {
 	var b strings.Builder
 	b.WriteString("# Written by berth-installer, removed by its uninstall. Put your own settings in other files here.\n")
 	switch s.cgroupDriver {
@@ -203,6 +219,10 @@ func dropIn(s kubeletSettings, log *slog.Logger) []byte {
 	}
 	if s.sandboxImage != "" {
 		fmt.Fprintf(&b, "# The kubelet's --pod-infra-container-image.\nsandbox_image = %s\n", strconv.Quote(s.sandboxImage))
+	}
+	if network {
+		fmt.Fprintf(&b, "# --default-network: berth's bridge on the node's pod CIDR, from the kubelet.\n[cni]\nconf_template = %s\n",
+			strconv.Quote(templatePath))
 	}
 	return []byte(b.String())
 }

@@ -236,24 +236,28 @@ func TestInstallFakeNode(t *testing.T) {
 			},
 			defaultNetwork: true,
 			want: map[string]fs.FileMode{
-				"usr/local/bin/berthd":                0o755,
-				"usr/local/bin/berth-monitor":         0o755,
-				"usr/local/bin/berthd-supervise":      0o755,
-				"opt/cni/bin/bridge":                  0o755,
-				"opt/cni/bin/host-local":              0o755,
-				"opt/cni/bin/loopback":                0o755,
-				"etc/cni/net.d/10-berth.conflist":     0o644,
-				"etc/berth/berth.d/50-installer.toml": 0o644,
+				"usr/local/bin/berthd":                 0o755,
+				"usr/local/bin/berth-monitor":          0o755,
+				"usr/local/bin/berthd-supervise":       0o755,
+				"opt/cni/bin/bridge":                   0o755,
+				"opt/cni/bin/host-local":               0o755,
+				"opt/cni/bin/loopback":                 0o755,
+				"etc/cni/net.d/10-berth.conflist":      0o644,
+				"etc/berth/cni/10-berth.conflist.tmpl": 0o644,
+				"etc/berth/berth.d/50-installer.toml":  0o644,
 			},
 			content: map[string]string{
-				"usr/local/bin/berthd":                "berthd v2",
-				"usr/local/bin/berth-monitor":         "berth-monitor v2",
-				"usr/local/bin/berthd-supervise":      embedded(t, "berthd-supervise"),
-				"opt/cni/bin/loopback":                "loopback plugin",
-				"etc/crictl.yaml":                     "runtime-endpoint: unix:///run/other.sock\n", // the host's: kept
-				"etc/cni/net.d/10-berth.conflist":     embedded(t, "cni/10-berth.conflist"),
-				"etc/berth-defaults.toml":             "# the admin's\n",
-				"etc/berth/berth.d/50-installer.toml": "# Written by berth-installer, removed by its uninstall. Put your own settings in other files here.\n",
+				"usr/local/bin/berthd":                 "berthd v2",
+				"usr/local/bin/berth-monitor":          "berth-monitor v2",
+				"usr/local/bin/berthd-supervise":       embedded(t, "berthd-supervise"),
+				"opt/cni/bin/loopback":                 "loopback plugin",
+				"etc/crictl.yaml":                      "runtime-endpoint: unix:///run/other.sock\n", // the host's: kept
+				"etc/cni/net.d/10-berth.conflist":      embedded(t, "cni/10-berth.conflist"),
+				"etc/berth-defaults.toml":              "# the admin's\n",
+				"etc/berth/cni/10-berth.conflist.tmpl": embedded(t, "cni/10-berth.conflist.tmpl"),
+				"etc/berth/berth.d/50-installer.toml": "# Written by berth-installer, removed by its uninstall. Put your own settings in other files here.\n" +
+					"# --default-network: berth's bridge on the node's pod CIDR, from the kubelet.\n[cni]\n" +
+					"conf_template = \"/etc/berth/cni/10-berth.conflist.tmpl\"\n",
 			},
 			// The host lacks the userns group: made before berthd starts, deleted by uninstall.
 			first:     []string{"groupadd --system berth-userns", "/usr/local/bin/berthd-supervise restart"},
@@ -292,6 +296,14 @@ func TestInstallFakeNode(t *testing.T) {
 				t.Errorf("temporary files left: %q", leftovers)
 			}
 
+			// The node has a network of its own: berth's bridge and its template stay out.
+			_, err := os.Stat(filepath.Join(root, "etc/berth/cni/10-berth.conflist.tmpl"))
+			if _, ours := tc.want["etc/cni/net.d/10-berth.conflist"]; !ours && !os.IsNotExist(err) {
+				t.Errorf("conf template installed on a node with a network: %v", err)
+			} else if ours {
+				// berthd renders the template when the kubelet hands down the pod CIDR; uninstall removes that too.
+				writeTree(t, root, map[string]string{"etc/cni/net.d/10-berth-net.conflist": "{}"}, 0o644)
+			}
 			installed := snapshot(t, root, true)
 			must(t, in.install(context.Background()))
 			diffSnapshots(t, "second install", installed, snapshot(t, root, true))

@@ -54,7 +54,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&in.root, "host-root", "/host", "the host's root file system")
 	fs.StringVar(&in.payload, "payload", "/opt/berth", "directory holding bin/berthd, bin/berth-monitor and cni/<plugins> to install (an unpacked release tarball)")
 	fs.BoolVar(&in.switchRuntime, "switch", false, "point the kubelet at berth (the node must be cordoned and drained), restart it, label the node "+runtimeLabel+"=installed")
-	fs.BoolVar(&in.defaultNetwork, "default-network", false, "install a bridge network ("+networkPath+") when "+cniConfDir+" has no network config")
+	fs.BoolVar(&in.defaultNetwork, "default-network", false, "install a bridge network ("+networkPath+") when "+cniConfDir+" has no network config, and its template on the node's pod CIDR ("+templatePath+", cni.conf_template)")
 	fs.StringVar(&in.node, "node", os.Getenv("NODE_NAME"), "this node's name (default $NODE_NAME)")
 	fs.StringVar(&in.endpoint, "endpoint", "unix:///run/berth/berth.sock", "berth's CRI endpoint, for the kubelet")
 	fs.StringVar(&in.kubelet.config, "kubelet-config", in.kubelet.config, "the kubelet's KubeletConfiguration file (host path)")

@@ -37,6 +37,12 @@ func (in *installer) uninstall(ctx context.Context) error {
 			}
 		}
 	}
+	// berthd rendered the conf template into the conf dir; the template goes with the journal's files below.
+	if slices.ContainsFunc(h.j.Files, func(r fileRecord) bool { return r.Path == templatePath }) {
+		if err := os.Remove(h.path(renderedPath)); err != nil && !os.IsNotExist(err) {
+			return fmt.Errorf("remove %s: %w", renderedPath, err)
+		}
+	}
 	if err := in.restoreAll(h, &h.j.Files); err != nil {
 		return err
 	}

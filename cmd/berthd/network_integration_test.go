@@ -32,17 +32,7 @@ type testNetwork struct {
 // of the test's own. With gate, testdata/cni-gate follows portmap in the chain, its gate files in the daemon's dir.
 func newNetworkDaemon(t *testing.T, setupTimeout string, gate bool) (*daemon, testNetwork) {
 	t.Helper()
-	if os.Getuid() != 0 {
-		t.Skip("needs root: network namespaces, veths and iptables")
-	}
-	bin := t.TempDir()
-	build := exec.Command("go", "build", "-o", bin+"/", "github.com/containernetworking/plugins/plugins/main/bridge",
-		"github.com/containernetworking/plugins/plugins/ipam/host-local", "github.com/containernetworking/plugins/plugins/meta/portmap",
-		"github.com/containernetworking/plugins/plugins/main/loopback", "github.com/containernetworking/plugins/plugins/meta/bandwidth",
-		"./testdata/cni-gate")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build CNI plugins: %v\n%s", err, out)
-	}
+	bin := buildCNIPlugins(t)
 	n := os.Getpid()%200 + 20
 	net := testNetwork{bridge: fmt.Sprintf("berth-it%d", n), subnet: netip.MustParsePrefix(fmt.Sprintf("10.91.%d.0/24", n))}
 	d := newDaemon(t, fmt.Sprintf("bin_dirs = [%q]\nsetup_timeout = %q\n", bin, setupTimeout))
@@ -66,6 +56,24 @@ func newNetworkDaemon(t *testing.T, setupTimeout string, gate bool) (*daemon, te
 	t.Cleanup(func() { exec.Command("ip", "link", "delete", net.bridge).Run() })
 	d.start(t)
 	return d, net
+}
+
+// buildCNIPlugins builds the reference CNI plugins (go.mod's tool entries) and testdata/cni-gate into a dir of the
+// test's own, which it returns. It skips the test unless it runs as root.
+func buildCNIPlugins(t *testing.T) string {
+	t.Helper()
+	if os.Getuid() != 0 {
+		t.Skip("needs root: network namespaces, veths and iptables")
+	}
+	bin := t.TempDir()
+	build := exec.Command("go", "build", "-o", bin+"/", "github.com/containernetworking/plugins/plugins/main/bridge",
+		"github.com/containernetworking/plugins/plugins/ipam/host-local", "github.com/containernetworking/plugins/plugins/meta/portmap",
+		"github.com/containernetworking/plugins/plugins/main/loopback", "github.com/containernetworking/plugins/plugins/meta/bandwidth",
+		"./testdata/cni-gate")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build CNI plugins: %v\n%s", err, out)
+	}
+	return bin
 }
 
 func runPod(ctx context.Context, rt runtimeapi.RuntimeServiceClient, name string, hostPort int32, annotations ...string) (id, ip string, err error) {

@@ -83,20 +83,22 @@ func serve(cfg config.Config, load func() (config.Config, error)) error {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	metrics := cri.NewMetrics()
 	images, err := image.New(ctx, image.Options{RootDir: cfg.RootDir, Registry: cfg.Registry,
-		Pinned: append(slices.Clone(cfg.PinnedImages), cfg.SandboxImage), Logger: log})
+		Pinned: append(slices.Clone(cfg.PinnedImages), cfg.SandboxImage), Logger: log, OnPull: metrics.PullObserver()})
 	if err != nil {
 		return fmt.Errorf("image service: %w", err)
 	}
 	network, err := cni.New(cni.Options{ConfDir: cfg.CNI.ConfDir, BinDirs: cfg.CNI.BinDirs,
-		StateDir: filepath.Join(cfg.RootDir, "cni"), SetupTimeout: cfg.CNI.SetupTimeout.Duration, Logger: log})
+		StateDir: filepath.Join(cfg.RootDir, "cni"), SetupTimeout: cfg.CNI.SetupTimeout.Duration, Logger: log,
+		ConfTemplate: cfg.CNI.ConfTemplate, Observe: metrics.CNIObserver()})
 	if err != nil {
 		return fmt.Errorf("pod network: %w", err)
 	}
 	defer network.Close()
 	devices, stopCDI := cdiRegistry(cfg.CDI, log)
 	defer stopCDI()
-	runtimeSrv, err := newRuntime(ctx, cfg, gid, images, network, devices, log)
+	runtimeSrv, err := newRuntime(ctx, cfg, gid, images, network, devices, metrics, log)
 	if err != nil {
 		return err
 	}
@@ -108,7 +110,6 @@ func serve(cfg config.Config, load func() (config.Config, error)) error {
 	}
 	defer stopStreams()
 	driver := cgroupDriver(cfg.CgroupDriver)
-	metrics := cri.NewMetrics()
 	interceptor := cri.NewInterceptor(log, metrics)
 	srv := grpc.NewServer(interceptor.ServerOptions()...)
 	runtimeapi.RegisterRuntimeServiceServer(srv, runtimeSrv)
@@ -186,7 +187,8 @@ func cgroupVersion() string {
 
 // newRuntime builds the runtime service over sandbox/ and oci/ and reconciles it with the host.
 // usernsGID is the group that may traverse the shared state dirs, 0 for none.
-func newRuntime(ctx context.Context, cfg config.Config, usernsGID int, images *image.Service, network *cni.Network, devices cri.CDIDevices, log *slog.Logger) (*cri.RuntimeServer, error) {
+func newRuntime(ctx context.Context, cfg config.Config, usernsGID int, images *image.Service, network *cni.Network,
+	devices cri.CDIDevices, metrics *cri.Metrics, log *slog.Logger) (*cri.RuntimeServer, error) {
 	driver := cgroupDriver(cfg.CgroupDriver)
 	host, err := specgen.SystemHost()
 	if err != nil {
@@ -215,6 +217,7 @@ func newRuntime(ctx context.Context, cfg config.Config, usernsGID int, images *i
 	rt, err := cri.NewRuntimeServer(cri.RuntimeOptions{
 		CgroupDriver:  driver,
 		NetworkStatus: network.Ready,
+		NetworkGC:     network.GC,
 		Config:        json.RawMessage(cfgJSON),
 		RootDir:       cfg.RootDir,
 		Images:        cri.HostImages(images),
@@ -225,6 +228,9 @@ func newRuntime(ctx context.Context, cfg config.Config, usernsGID int, images *i
 		AppArmorNote:  appArmorNote,
 		CDI:           devices,
 		Logger:        log,
+		Metrics:       metrics,
+		// Renders cni.conf_template, when there is one, for the kubelet's pod CIDR.
+		PodCIDRChanged: network.SetPodCIDRs,
 	})
 	if err != nil {
 		return nil, err
@@ -232,20 +238,6 @@ func newRuntime(ctx context.Context, cfg config.Config, usernsGID int, images *i
 	if err := rt.Recover(ctx); err != nil {
 		rt.Close()
 		return nil, err
-	}
-	// Before serving, so that no pod is set up meanwhile: the attachments of pods that are not ready are deleted.
-	ready, err := rt.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{Filter: &runtimeapi.PodSandboxFilter{
-		State: &runtimeapi.PodSandboxStateValue{State: runtimeapi.PodSandboxState_SANDBOX_READY}}})
-	if err != nil {
-		rt.Close()
-		return nil, err
-	}
-	live := make([]string, 0, len(ready.GetItems()))
-	for _, p := range ready.GetItems() {
-		live = append(live, p.GetId())
-	}
-	if err := network.GC(ctx, live); err != nil {
-		log.Warn("pod network attachments of pods that are gone were not all deleted", "err", err)
 	}
 	if err := startNRI(rt, cfg.NRI, log); err != nil {
 		rt.Close()

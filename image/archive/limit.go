@@ -50,8 +50,12 @@ func (l *Limit) fits(n int64) error {
 	return fmt.Errorf("%d bytes: %w", n, l.exceeded())
 }
 
+// ErrTooBig is what a pull's layers wrap when they unpack to more than their Limit: ResourceExhausted for the
+// kubelet, told apart from a registry's "too many requests" by whoever counts why pulls fail (metrics).
+var ErrTooBig = fmt.Errorf("too big: %w", errdefs.ErrResourceExhausted)
+
 func (l *Limit) exceeded() error {
-	return fmt.Errorf("the image unpacks to more than %s: %w", l.name, errdefs.ErrResourceExhausted)
+	return fmt.Errorf("the image unpacks to more than %s: %w", l.name, ErrTooBig)
 }
 
 func (l *Limit) give(n int64) {

@@ -60,6 +60,9 @@ type CNIConfig struct {
 	ConfDir      string   `toml:"conf_dir"`
 	BinDirs      []string `toml:"bin_dirs"`
 	SetupTimeout Duration `toml:"setup_timeout"` // bound on one ADD or DEL of a pod network
+	// ConfTemplate is a template file (Go template syntax, cni/conftemplate) rendered into conf_dir when the kubelet hands down the node's pod CIDR
+	// (containerd's conf_template: .PodCIDR, .PodCIDRRanges, .Routes); "" for none.
+	ConfTemplate string `toml:"conf_template"`
 }
 
 type RegistryConfig struct {

@@ -152,24 +152,30 @@ func TestLoadErrors(t *testing.T) {
 		"relative listen":    {dropIn: `listen = "berth.sock"`, want: []string{"listen:", "not an absolute path"}},
 		"long listen": {dropIn: `listen = "/` + strings.Repeat("x", 120) + `"`,
 			want: []string{"listen:", "unix socket path"}},
-		"cgroup driver":   {dropIn: `cgroup_driver = "cgroupv2"`, want: []string{"cgroup_driver:", `"cgroupv2" is not one of auto, cgroupfs, systemd`}},
-		"userns group":    {dropIn: `userns_group = "a:b"`, want: []string{"userns_group:", `"a:b" is not a group name`}},
-		"oom too low":     {dropIn: `min_oom_score_adj = -1001`, want: []string{"min_oom_score_adj:", "-1001 is outside -1000..1000"}},
-		"oom too high":    {dropIn: `min_oom_score_adj = 1001`, want: []string{"min_oom_score_adj:", "outside"}},
-		"empty sandbox":   {dropIn: `sandbox_image = ""`, want: []string{"sandbox_image: empty"}},
-		"empty pinned":    {dropIn: `pinned_images = ["a", ""]`, want: []string{"pinned_images[1]: empty"}},
-		"zero shutdown":   {dropIn: `shutdown_timeout = "0s"`, want: []string{"shutdown_timeout:", "not > 0"}},
-		"log level":       {dropIn: "[log]\nlevel = \"trace\"", want: []string{"50-x.toml: log.level:", `"trace" is not one of`}},
-		"log format":      {dropIn: "[log]\nformat = \"xml\"", want: []string{"log.format:", `"xml"`}},
-		"cni conf_dir":    {dropIn: "[cni]\nconf_dir = \"net.d\"", want: []string{"cni.conf_dir:", "not an absolute path"}},
-		"cni no bin_dirs": {dropIn: "[cni]\nbin_dirs = []", want: []string{"cni.bin_dirs: empty"}},
-		"cni bin_dir":     {dropIn: "[cni]\nbin_dirs = [\"/opt/cni/bin\", \"bin\"]", want: []string{"cni.bin_dirs[1]:", `"bin" is not an absolute path`}},
-		"cni timeout":     {dropIn: "[cni]\nsetup_timeout = \"-1m\"", want: []string{"cni.setup_timeout:", "-1m0s is not > 0"}},
-		"downloads":       {dropIn: "[registry]\nmax_concurrent_downloads = 0", want: []string{"registry.max_concurrent_downloads:", "0 is not >= 1"}},
-		"pull progress":   {dropIn: "[registry]\npull_progress_timeout = \"0s\"", want: []string{"registry.pull_progress_timeout:", "not > 0"}},
-		"bad size":        {dropIn: "[registry]\nmax_manifest_size = \"4MB\"", want: []string{"50-x.toml: registry.max_manifest_size", `invalid size "4MB"`}},
-		"negative size":   {dropIn: "[registry]\nmax_config_size = -1", want: []string{"registry.max_config_size", `invalid size "-1"`}},
-		"size overflows":  {dropIn: "[registry]\nmax_unpacked_size = \"9000000TiB\"", want: []string{"registry.max_unpacked_size", "invalid size"}},
+		"cgroup driver":         {dropIn: `cgroup_driver = "cgroupv2"`, want: []string{"cgroup_driver:", `"cgroupv2" is not one of auto, cgroupfs, systemd`}},
+		"userns group":          {dropIn: `userns_group = "a:b"`, want: []string{"userns_group:", `"a:b" is not a group name`}},
+		"oom too low":           {dropIn: `min_oom_score_adj = -1001`, want: []string{"min_oom_score_adj:", "-1001 is outside -1000..1000"}},
+		"oom too high":          {dropIn: `min_oom_score_adj = 1001`, want: []string{"min_oom_score_adj:", "outside"}},
+		"empty sandbox":         {dropIn: `sandbox_image = ""`, want: []string{"sandbox_image: empty"}},
+		"empty pinned":          {dropIn: `pinned_images = ["a", ""]`, want: []string{"pinned_images[1]: empty"}},
+		"zero shutdown":         {dropIn: `shutdown_timeout = "0s"`, want: []string{"shutdown_timeout:", "not > 0"}},
+		"log level":             {dropIn: "[log]\nlevel = \"trace\"", want: []string{"50-x.toml: log.level:", `"trace" is not one of`}},
+		"log format":            {dropIn: "[log]\nformat = \"xml\"", want: []string{"log.format:", `"xml"`}},
+		"cni conf_dir":          {dropIn: "[cni]\nconf_dir = \"net.d\"", want: []string{"cni.conf_dir:", "not an absolute path"}},
+		"cni no bin_dirs":       {dropIn: "[cni]\nbin_dirs = []", want: []string{"cni.bin_dirs: empty"}},
+		"cni bin_dir":           {dropIn: "[cni]\nbin_dirs = [\"/opt/cni/bin\", \"bin\"]", want: []string{"cni.bin_dirs[1]:", `"bin" is not an absolute path`}},
+		"cni timeout":           {dropIn: "[cni]\nsetup_timeout = \"-1m\"", want: []string{"cni.setup_timeout:", "-1m0s is not > 0"}},
+		"cni template relative": {dropIn: "[cni]\nconf_template = \"net.tmpl\"", want: []string{"cni.conf_template:", "not an absolute path"}},
+		"cni template missing": {dropIn: "[cni]\nconf_template = \"/nonexistent/net.tmpl\"",
+			want: []string{"cni.conf_template:", "not readable"}},
+		"cni template syntax": {dropIn: "[cni]\nconf_template = \"@bad.tmpl\"", want: []string{"cni.conf_template:", "unclosed action"}},
+		"cni template function": {dropIn: "[cni]\nconf_template = \"@func.tmpl\"",
+			want: []string{"cni.conf_template:", `function "printf" not defined`}},
+		"downloads":      {dropIn: "[registry]\nmax_concurrent_downloads = 0", want: []string{"registry.max_concurrent_downloads:", "0 is not >= 1"}},
+		"pull progress":  {dropIn: "[registry]\npull_progress_timeout = \"0s\"", want: []string{"registry.pull_progress_timeout:", "not > 0"}},
+		"bad size":       {dropIn: "[registry]\nmax_manifest_size = \"4MB\"", want: []string{"50-x.toml: registry.max_manifest_size", `invalid size "4MB"`}},
+		"negative size":  {dropIn: "[registry]\nmax_config_size = -1", want: []string{"registry.max_config_size", `invalid size "-1"`}},
+		"size overflows": {dropIn: "[registry]\nmax_unpacked_size = \"9000000TiB\"", want: []string{"registry.max_unpacked_size", "invalid size"}},
 		"manifest cap too small": {dropIn: "[registry]\nmax_manifest_size = \"1KiB\"",
 			want: []string{"50-x.toml: registry.max_manifest_size: 1KiB is less than 4KiB"}},
 		"config cap too small": {dropIn: "[registry]\nmax_config_size = 100", want: []string{"registry.max_config_size: 100B is less than 4KiB"}},
@@ -240,11 +246,14 @@ func TestLoadErrors(t *testing.T) {
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
-			files := map[string]string{"berth.toml": tc.main}
-			if tc.dropIn != "" {
-				files["berth.d/50-x.toml"] = tc.dropIn
-			}
+			files := map[string]string{"berth.toml": tc.main, "bad.tmpl": "{{.PodCIDR", "func.tmpl": `{{printf "%s" .PodCIDR}}`}
 			dir := writeFiles(t, files)
+			if tc.dropIn != "" { // "@name" is a file in dir
+				os.Mkdir(filepath.Join(dir, "berth.d"), 0o755)
+				if err := os.WriteFile(filepath.Join(dir, "berth.d", "50-x.toml"), []byte(strings.ReplaceAll(tc.dropIn, "@", dir+"/")), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
 			_, err := Load(filepath.Join(dir, "berth.toml"), filepath.Join(dir, "berth.d"))
 			if err == nil {
 				t.Fatalf("Load succeeded, want an error mentioning %q", tc.want)

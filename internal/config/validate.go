@@ -15,6 +15,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/berthcri/berth/cni/conftemplate"
 	"github.com/berthcri/berth/internal/errdefs"
 )
 
@@ -80,6 +81,23 @@ func (v *validator) readable(key toml.Key, path string) {
 	f.Close()
 }
 
+// template checks that a CNI conf template is an absolute path to a template that parses and uses only what
+// conftemplate runs: a broken one would only show when the kubelet first hands down the pod CIDR.
+func (v *validator) template(key toml.Key, path string) {
+	if !filepath.IsAbs(path) {
+		v.absPath(key, -1, path)
+		return
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		v.fail(key, -1, "not readable: %v", err)
+		return
+	}
+	if _, err := conftemplate.Parse(filepath.Base(path), string(data)); err != nil {
+		v.fail(key, -1, "%v", err)
+	}
+}
+
 // Validate checks every rule and returns all failures joined; each names its key and wraps
 // errdefs.ErrInvalidArgument.
 func (c *Config) Validate() error {
@@ -118,6 +136,9 @@ func (c *Config) Validate() error {
 		v.absPath(toml.Key{"cni", "bin_dirs"}, i, d)
 	}
 	v.positive(toml.Key{"cni", "setup_timeout"}, c.CNI.SetupTimeout)
+	if c.CNI.ConfTemplate != "" {
+		v.template(toml.Key{"cni", "conf_template"}, c.CNI.ConfTemplate)
+	}
 
 	if c.Registry.MaxConcurrentDownloads < 1 {
 		v.fail(toml.Key{"registry", "max_concurrent_downloads"}, -1, "%d is not >= 1", c.Registry.MaxConcurrentDownloads)

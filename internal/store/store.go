@@ -129,6 +129,27 @@ func (s *Store[T]) Get(id string) (T, bool) {
 	return v, ok
 }
 
+// Find returns the record of id, or else of the one id that starts with it (crictl lets operators type an id
+// prefix); false when none or several match.
+func (s *Store[T]) Find(id string) (T, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if v, ok := s.records[id]; ok || id == "" {
+		return v, ok
+	}
+	var found []string
+	for k := range s.records {
+		if strings.HasPrefix(k, id) {
+			found = append(found, k)
+		}
+	}
+	if len(found) != 1 {
+		var zero T
+		return zero, false
+	}
+	return s.records[found[0]], true
+}
+
 // List returns a snapshot of all values ordered by id.
 func (s *Store[T]) List() []T {
 	s.mu.RLock()

@@ -318,3 +318,31 @@ func ExampleStore_Update() {
 	fmt.Println(string(b))
 	// Output: {"name":"a","n":1}
 }
+
+func TestFind(t *testing.T) {
+	s := open(t, t.TempDir())
+	for _, id := range []string{"abc1", "abc2", "abd", "x", "xylophone"} {
+		if err := s.Create(id, rec{Name: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := map[string]struct {
+		id   string
+		want string // "" when not found
+	}{
+		"exact":              {"abd", "abd"},
+		"exact and a prefix": {"x", "x"},
+		"unique prefix":      {"xy", "xylophone"},
+		"ambiguous prefix":   {"abc", ""},
+		"no match":           {"zz", ""},
+		"empty":              {"", ""},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			got, ok := s.Find(tc.id)
+			if ok != (tc.want != "") || got.Name != tc.want {
+				t.Fatalf("Find(%q) = %q, %v; want %q", tc.id, got.Name, ok, tc.want)
+			}
+		})
+	}
+}
