@@ -37,7 +37,9 @@ func (s *RuntimeServer) CreateContainer(ctx context.Context, r *runtimeapi.Creat
 		return nil, err
 	}
 	id, err := s.ctrNames.once(ctx, containerNameKey(podID, cfg.GetMetadata()), func(ctx context.Context, id string) error {
-		return s.createContainer(ctx, id, podID, r)
+		err := s.createContainer(ctx, id, podID, r)
+		s.nriCreated(ctx, id, podID, err) // PostCreateContainer, or plugins told the creation failed
+		return err
 	})
 	if err != nil {
 		return nil, err

@@ -42,6 +42,7 @@ func (s *RuntimeServer) removeContainer(ctx context.Context, id string) error {
 	}
 	s.ctrNames.release(containerNameKey(rec.PodID, rec.Config.GetMetadata()), id)
 	s.emitContainerEvent(id, rec.PodID, runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT)
+	s.nriRemoved(ctx, rec)
 	Logger(ctx).Info("container removed", "container", id)
 	return nil
 }

@@ -66,6 +66,7 @@ func (s *RuntimeServer) containerStages() []ctrStage {
 			return nil
 		}, nil},
 		{"cdi", func(ctx context.Context, b *ctrBuild) error { return s.injectCDI(ctx, b.spec, b.req.GetConfig()) }, nil},
+		{"nri", s.nriAdjust, nil}, // plugins may adjust the spec; nriCreated tells them of a failure
 		{"apparmor", func(ctx context.Context, b *ctrBuild) error {
 			return s.ensureAppArmor(ctx, b.spec.Process.ApparmorProfile)
 		}, nil},

@@ -16,6 +16,9 @@ func (s *RuntimeServer) StartContainer(ctx context.Context, r *runtimeapi.StartC
 	if id == "" {
 		return nil, errdefs.InvalidArgument("container_id", "must be set")
 	}
+	if err := s.nriStartContainer(ctx, id); err != nil { // before the lock: plugins' callbacks take it
+		return nil, err
+	}
 	unlock, err := s.ctrLocks.Lock(ctx, id)
 	if err != nil {
 		return nil, err
@@ -50,5 +53,6 @@ func (s *RuntimeServer) StartContainer(ctx context.Context, r *runtimeapi.StartC
 	}
 	s.opts.Metrics.containerStarted(rec.CreatedAt)
 	s.emitContainerEvent(id, rec.PodID, runtimeapi.ContainerEventType_CONTAINER_STARTED_EVENT)
+	s.nriStarted(ctx, id)
 	return &runtimeapi.StartContainerResponse{}, nil
 }

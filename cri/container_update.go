@@ -27,21 +27,34 @@ func (s *RuntimeServer) UpdateContainerResources(ctx context.Context, r *runtime
 	if !ok {
 		return nil, errdefs.NotFound("container", id)
 	}
-	id = found.ID
-	unlock, err := s.ctrLocks.Lock(ctx, id)
+	upd, err := s.nriUpdateContainer(ctx, found, r.GetLinux()) // plugins may adjust the update
 	if err != nil {
 		return nil, err
+	}
+	if err := s.updateResources(ctx, found.ID, upd); err != nil {
+		return nil, err
+	}
+	s.nriUpdated(ctx, found.ID)
+	return &runtimeapi.UpdateContainerResourcesResponse{}, nil
+}
+
+// updateResources merges upd into a container's resources, applies them and records them: the update path of
+// UpdateContainerResources and of NRI plugins' updates.
+func (s *RuntimeServer) updateResources(ctx context.Context, id string, upd *runtimeapi.LinuxContainerResources) error {
+	unlock, err := s.ctrLocks.Lock(ctx, id)
+	if err != nil {
+		return err
 	}
 	defer unlock()
 	rec, ok := s.containers.Get(id)
 	if !ok || rec.State == ctrCreating {
-		return nil, errdefs.NotFound("container", id)
+		return errdefs.NotFound("container", id)
 	}
 	old := rec.Config.GetLinux().GetResources()
-	merged := mergeResources(old, r.GetLinux())
+	merged := mergeResources(old, upd)
 	res, err := specgen.Resources(resources(merged), s.opts.Host)
 	if err != nil {
-		return nil, fmt.Errorf("update container %s: %w", id, err)
+		return fmt.Errorf("update container %s: %w", id, err)
 	}
 	applied := false
 	if rec.State == ctrCreated || rec.State == ctrRunning {
@@ -52,7 +65,7 @@ func (s *RuntimeServer) UpdateContainerResources(ctx context.Context, r *runtime
 		case errdefs.IsFailedPrecondition(err) && s.exitedMeanwhile(id):
 			// The process ended while we were updating: the record is all there is to change.
 		default:
-			return nil, fmt.Errorf("update container %s: %w", id, err)
+			return fmt.Errorf("update container %s: %w", id, err)
 		}
 	}
 	if _, err := s.containers.Update(id, func(c *containerRecord) error {
@@ -65,10 +78,10 @@ func (s *RuntimeServer) UpdateContainerResources(ctx context.Context, r *runtime
 		if applied {
 			s.restoreResources(ctx, id, old)
 		}
-		return nil, fmt.Errorf("update container %s: %w", id, err)
+		return fmt.Errorf("update container %s: %w", id, err)
 	}
 	Logger(ctx).Info("container resources updated", "container", id, "applied", applied)
-	return &runtimeapi.UpdateContainerResourcesResponse{}, nil
+	return nil
 }
 
 func (s *RuntimeServer) exitedMeanwhile(id string) bool {

@@ -171,6 +171,7 @@ func (s *RuntimeServer) recordExit(id string, e *monitor.Exit, reason, message s
 				s.opts.Metrics.exitRecorded(e.OOMKilled, e.FinishedAt)
 				s.exits.announce()
 				s.emitContainerEvent(id, rec.PodID, runtimeapi.ContainerEventType_CONTAINER_STOPPED_EVENT)
+				s.nriStopped(s.watchCtx, id)
 			}
 		}
 	}

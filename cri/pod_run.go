@@ -55,6 +55,10 @@ func (s *RuntimeServer) runPod(ctx context.Context, id string, r *runtimeapi.Run
 		return fmt.Errorf("run pod %s: %w", id, err)
 	}
 	pod, err := s.createPodRuntime(ctx, log, id, r.GetConfig(), r.GetRuntimeHandler())
+	if err == nil {
+		defer s.nriBlockSync()()              // until the pod is ready, for a plugin connecting meanwhile
+		pod, err = s.nriRunPod(ctx, rec, pod) // a plugin refusing the pod rolls it back
+	}
 	if err != nil {
 		return fmt.Errorf("run pod %s: %w", id, s.abandonPod(ctx, log, rec, pod, err))
 	}

@@ -38,6 +38,7 @@ func (s *RuntimeServer) stopPod(ctx context.Context, id string) error {
 			return fmt.Errorf("stop pod %s: %w", id, err)
 		}
 	}
+	s.nriStopPod(ctx, id)
 	cctx, cancel := cleanupContext(ctx)
 	defer cancel()
 	if pod := s.sandboxPod(id); pod != nil {
@@ -80,6 +81,7 @@ func (s *RuntimeServer) RemovePodSandbox(ctx context.Context, r *runtimeapi.Remo
 			return nil, fmt.Errorf("remove pod %s: %w", id, err)
 		}
 	}
+	s.nriStopPod(ctx, id) // unless StopPodSandbox told the plugins
 	if err := s.undoPod(ctx, rec, s.sandboxPod(id), nil); err != nil {
 		return nil, fmt.Errorf("remove pod %s: %w", id, err)
 	}
@@ -87,6 +89,7 @@ func (s *RuntimeServer) RemovePodSandbox(ctx context.Context, r *runtimeapi.Remo
 	delete(s.sandbox, id)
 	s.mu.Unlock()
 	s.podNames.release(podNameKey(rec.Config.GetMetadata()), id)
+	s.nriRemovePod(ctx, rec)
 	s.emitPodEvent(rec, runtimeapi.ContainerEventType_CONTAINER_DELETED_EVENT)
 	Logger(ctx).Info("pod removed", "pod", id)
 	return &runtimeapi.RemovePodSandboxResponse{}, nil

@@ -81,6 +81,7 @@ type RuntimeServer struct {
 	sandbox  map[string]PodRuntime // live pod runtimes by pod id
 	podLocks keylock.Map           // RunPodSandbox, Stop/RemovePodSandbox exclusive, CreateContainer shared; taken first
 	ctrLocks keylock.Map           // serialises calls on one container
+	nri      nriRelay              // NRI plugins (nri.go)
 }
 
 // NewRuntimeServer opens the records and reconciles them with what runs on the host (recover.go).
@@ -111,6 +112,7 @@ func NewRuntimeServer(opts RuntimeOptions) (*RuntimeServer, error) {
 // Close ends event streams and stops watching for exits. Running workloads are not touched.
 func (s *RuntimeServer) Close() error {
 	s.stopWatch()
+	s.stopNRI()
 	s.events.close()
 	if s.exits != nil {
 		return s.exits.close()

@@ -7,6 +7,8 @@
 # BERTH_CRITEST_HANDLER=NAME runs critest against the RuntimeClass handler NAME (-runtime-handler): berthd gets a
 # drop-in defining [runtimes.NAME] with the binary of that name on PATH (e.g. crun), the skips of
 # hack/critest-skips-NAME.txt are added, and the reports go to _output/critest-NAME.
+# BERTH_CRITEST_NRI=1 runs exactly critest's NRI specs instead: berthd gets NRI on a socket in the work dir, and
+# critest connects its test plugins there (-nri-socket).
 # The last line is "critest: N passed, N failed, N skipped" ("critest (NAME): …" against a handler); the exit code is non-zero when a spec failed or the run
 # left something behind.
 set -euo pipefail
@@ -76,6 +78,22 @@ if [ -n "$handler" ]; then
   handler_args=(-runtime-handler "$handler")
 fi
 
+nri_args=()
+if [ -n "${BERTH_CRITEST_NRI:-}" ]; then
+  mkdir -p "$work/etc/berth.d"
+  # request_timeout above the default 2 s: the synchronization specs hold a plugin's Synchronize open for 2 s while
+  # they create containers; with 2 s the adaptation drops that plugin (as it does under containerd's defaults, which
+  # is why containerd "loses" those containers and skips the specs).
+  cat >"$work/etc/berth.d/20-nri.toml" <<TOML
+[nri]
+enable = true
+socket_path = "$work/nri.sock"
+plugin_path = "$work/nri-plugins"
+plugin_config_path = "$work/nri-conf.d"
+request_timeout = "${BERTH_CRITEST_NRI_TIMEOUT:-10s}"
+TOML
+  nri_args=(-nri-socket "$work/nri.sock" -ginkgo.focus '\[k8s\.io\] NRI ')
+fi
 start_test_berthd "$work" "$out/berthd.log" debug
 sock=$berthd_sock
 
@@ -84,7 +102,7 @@ skip=$(cat "${skips[@]}" | sed -e '/^[[:space:]]*#/d' -e '/^[[:space:]]*$/d' -e 
 set +e
 "$tools/bin/critest" -runtime-endpoint "unix://$sock" -image-endpoint "unix://$sock" "${handler_args[@]}" \
   -ginkgo.skip "$skip" -ginkgo.no-color -ginkgo.timeout 60m \
-  -ginkgo.json-report "$out/report.json" -ginkgo.junit-report "$out/junit.xml" "$@" >"$out/critest.log" 2>&1
+  -ginkgo.json-report "$out/report.json" -ginkgo.junit-report "$out/junit.xml" "${nri_args[@]}" "$@" >"$out/critest.log" 2>&1
 rc=$?
 set -e
 grep -E '^\s*(\[FAIL\]|Ran [0-9]+ of|(SUCCESS|FAIL)! --)' "$out/critest.log" >&2 || tail -20 "$out/critest.log" >&2

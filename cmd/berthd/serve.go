@@ -245,6 +245,10 @@ func newRuntime(ctx context.Context, cfg config.Config, usernsGID int, images *i
 		rt.Close()
 		return nil, err
 	}
+	if err := startNRI(rt, cfg.NRI, log); err != nil {
+		rt.Close()
+		return nil, err
+	}
 	return rt, nil
 }
 

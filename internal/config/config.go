@@ -51,6 +51,7 @@ type Config struct {
 	// Runtimes are the RuntimeClass handlers besides "" and "runc" (libcontainer, in berth-monitor), keyed by
 	// handler name as in [runtimes.crun]. A handler table in a later file replaces that handler's whole entry.
 	Runtimes map[string]RuntimeConfig `toml:"runtimes"`
+	NRI      NRIConfig                `toml:"nri"`
 }
 
 type LogConfig struct {
@@ -124,6 +125,21 @@ type CDIConfig struct {
 	// SpecDirs are read in order; a device defined in a later directory overrides the same name in an earlier one.
 	SpecDirs []string `toml:"spec_dirs"`
 }
+
+// NRIConfig turns on Node Resource Interface plugins (cri/nri*.go); off by default.
+type NRIConfig struct {
+	Enable           bool   `toml:"enable"`
+	SocketPath       string `toml:"socket_path"`        // where plugins started outside berthd connect
+	PluginPath       string `toml:"plugin_path"`        // pre-installed plugins berthd starts, NN-name
+	PluginConfigPath string `toml:"plugin_config_path"` // their configuration drop-ins
+	// RegistrationTimeout bounds a plugin's registration; RequestTimeout each event a plugin handles: past it the
+	// plugin is dropped and the CRI call goes on without it.
+	RegistrationTimeout Duration `toml:"registration_timeout"`
+	RequestTimeout      Duration `toml:"request_timeout"`
+}
+
+// maxNRITimeout bounds the NRI timeouts: a plugin that hangs holds up the CRI call for up to request_timeout.
+const maxNRITimeout = 5 * time.Minute
 
 // Duration is a time.Duration written in TOML as a string such as "5m" or "1h30m".
 type Duration struct{ time.Duration }
@@ -224,6 +240,11 @@ func Default() Config {
 		// containerd 2.x and CRI-O read CDI specs by default, from these two directories.
 		CDI:      CDIConfig{Enabled: true, SpecDirs: []string{"/etc/cdi", "/var/run/cdi"}},
 		Runtimes: map[string]RuntimeConfig{},
+		// The paths and timeouts of containerd and CRI-O, which plugins and their installers expect.
+		NRI: NRIConfig{
+			SocketPath: "/var/run/nri/nri.sock", PluginPath: "/opt/nri/plugins", PluginConfigPath: "/etc/nri/conf.d",
+			RegistrationTimeout: Duration{5 * time.Second}, RequestTimeout: Duration{2 * time.Second},
+		},
 	}
 }
 

@@ -67,6 +67,12 @@ func TestDefault(t *testing.T) {
 		"metrics.pprof":                     {d.Metrics.Pprof, false},
 		"cdi.enabled":                       {d.CDI.Enabled, true},
 		"cdi.spec_dirs":                     {d.CDI.SpecDirs, []string{"/etc/cdi", "/var/run/cdi"}},
+		"nri.enable":                        {d.NRI.Enable, false},
+		"nri.socket_path":                   {d.NRI.SocketPath, "/var/run/nri/nri.sock"},
+		"nri.plugin_path":                   {d.NRI.PluginPath, "/opt/nri/plugins"},
+		"nri.plugin_config_path":            {d.NRI.PluginConfigPath, "/etc/nri/conf.d"},
+		"nri.registration_timeout":          {d.NRI.RegistrationTimeout.Duration, 5 * time.Second},
+		"nri.request_timeout":               {d.NRI.RequestTimeout.Duration, 2 * time.Second},
 	}
 	for key, c := range checks {
 		if !reflect.DeepEqual(c.got, c.want) {
@@ -227,6 +233,14 @@ func TestLoadErrors(t *testing.T) {
 			want: []string{"cdi.spec_dirs[2]:", `"/etc/cdi/" is already spec_dirs[0]`}},
 		"cdi no dirs":           {dropIn: "[cdi]\nspec_dirs = []", want: []string{"cdi.spec_dirs: empty; set cdi.enabled = false"}},
 		"cdi off still checked": {dropIn: "[cdi]\nenabled = false\nspec_dirs = [\"rel\"]", want: []string{"cdi.spec_dirs[0]:", "not an absolute path"}},
+		"nri relative socket":   {dropIn: "[nri]\nsocket_path = \"nri.sock\"", want: []string{"nri.socket_path:", "not an absolute path"}},
+		"nri long socket": {dropIn: "[nri]\nsocket_path = \"/" + strings.Repeat("s", 110) + "\"",
+			want: []string{"nri.socket_path:", "longer than 107 bytes"}},
+		"nri relative plugins": {dropIn: "[nri]\nplugin_path = \"plugins\"", want: []string{"nri.plugin_path:", "not an absolute path"}},
+		"nri relative config":  {dropIn: "[nri]\nplugin_config_path = \"conf.d\"", want: []string{"nri.plugin_config_path:", "not an absolute path"}},
+		"nri zero request":     {dropIn: "[nri]\nrequest_timeout = \"0s\"", want: []string{"nri.request_timeout:", "outside (0, 5m0s]"}},
+		"nri long registration": {dropIn: "[nri]\nregistration_timeout = \"1h\"",
+			want: []string{"nri.registration_timeout:", "1h0m0s is outside (0, 5m0s]"}},
 		"every failure reported": {dropIn: "root_dir = \"a\"\n[log]\nlevel = \"x\"",
 			want: []string{"root_dir:", "log.level:"}},
 	}
@@ -277,6 +291,10 @@ pprof = true
 [cdi]
 enabled = false
 spec_dirs = []
+[nri]
+enable = true
+socket_path = "/run/berth-test/nri.sock"
+request_timeout = "10s"
 `})
 	if _, err := Load(filepath.Join(dir, "berth.toml"), ""); err != nil {
 		t.Fatal(err)

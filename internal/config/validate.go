@@ -166,6 +166,7 @@ func (c *Config) Validate() error {
 	for _, name := range slices.Sorted(maps.Keys(c.Runtimes)) {
 		v.runtime(name, c.Runtimes[name])
 	}
+	v.nri(c.NRI)
 	return errors.Join(v.errs...)
 }
 
@@ -271,6 +272,24 @@ func (v *validator) cdi(c CDIConfig) {
 			continue
 		}
 		seen[clean] = i
+	}
+}
+
+// nri checks the NRI keys even when NRI is off, so that turning it on later cannot fail on a typo made now.
+func (v *validator) nri(n NRIConfig) {
+	v.absPath(toml.Key{"nri", "socket_path"}, -1, n.SocketPath)
+	if len(n.SocketPath) > maxSocketPath {
+		v.fail(toml.Key{"nri", "socket_path"}, -1, "%q is longer than %d bytes, the limit of a unix socket path", n.SocketPath, maxSocketPath)
+	}
+	v.absPath(toml.Key{"nri", "plugin_path"}, -1, n.PluginPath)
+	v.absPath(toml.Key{"nri", "plugin_config_path"}, -1, n.PluginConfigPath)
+	for _, t := range []struct {
+		key string
+		d   Duration
+	}{{"registration_timeout", n.RegistrationTimeout}, {"request_timeout", n.RequestTimeout}} {
+		if t.d.Duration <= 0 || t.d.Duration > maxNRITimeout {
+			v.fail(toml.Key{"nri", t.key}, -1, "%s is outside (0, %s]", t.d.Duration, maxNRITimeout)
+		}
 	}
 }
 
