@@ -55,11 +55,11 @@ bench_net() {
 JSON
 }
 
-# start_berthd: sets berth_sock and berth_pid.
+# start_berthd [LEVEL]: sets berth_sock and berth_pid; LEVEL is berthd's log level (info).
 start_berthd() {
   local rc=0
   bench_net "$work/berth/net.d" berth-bench0 10.91.0.0/24
-  start_test_berthd "$work/berth" "$out/berthd.log" || rc=$?
+  start_test_berthd "$work/berth" "$out/berthd.log" "${1:-info}" || rc=$?
   pids+=("$berthd_pid")
   [ "$rc" = 0 ] || die "berthd did not start, see $out/berthd.log"
   berth_pid=$berthd_pid berth_sock=$berthd_sock

@@ -19,7 +19,7 @@ command -v strace >/dev/null || die "strace is missing: apt-get install strace"
 
 mkdir -p "$work/berth/etc/berth.d"
 printf '[metrics]\naddress = "%s"\npprof = true\n' "$metrics" >"$work/berth/etc/berth.d/20-pprof.toml"
-start_berthd
+start_berthd debug # for the per-stage times
 cri=("$crictl" --runtime-endpoint "unix://$berth_sock" --image-endpoint "unix://$berth_sock" --timeout 60s)
 "${cri[@]}" pull "$image" >/dev/null
 cat >"$work/pod.json" <<JSON
@@ -61,7 +61,7 @@ pods
 kill -INT "$st"; wait "$st" 2>/dev/null || true
 
 for mode in pod container; do
-  strace -f -tt -T -q -e trace=execve,fsync,fdatasync,sync_file_range,syncfs -e signal=none \
+  strace -f -tt -T -q -y -e trace=execve,fsync,fdatasync,sync_file_range,syncfs -e signal=none \
     -o "$out/strace-$mode.txt" -p "$berth_pid" &
   st=$!
   sleep 1
@@ -76,6 +76,10 @@ done
     echo "== per $mode cycle (pod cycle$([ $mode = container ] && echo ' with one container')):"
     echo "   execve $(grep -c 'execve(' "$f" | awk -v n="$cycles" '{ printf "%.1f", $1 / n }')," \
       "fsync+fdatasync $(grep -cE '(fsync|fdatasync)\(' "$f" | awk -v n="$cycles" '{ printf "%.1f", $1 / n }')"
+    echo "   fsyncs by file (-y), per cycle:"
+    grep -oE '(fsync|fdatasync)\([0-9]+<[^>]*>' "$f" | sed -E 's/.*<//; s/>$//; s|/[0-9a-f]{64}|/<id>|g; s|/tmp/berth-bench\.[^/]*||; s|/\.tmp-[^/]*$|/.tmp-*|' |
+      sed -E 's|\.tmp[0-9]*$||; s|\.[0-9]+$||' | sort | uniq -c | sort -rn | head -12 |
+      awk -v n="$cycles" '{ printf "     %6.1f %s\n", $1 / n, $2 }'
     echo "   programs run, per cycle:"
     grep -o 'execve("[^"]*"' "$f" | sed 's/execve("//; s/"$//' | sort | uniq -c | sort -rn |
       awk -v n="$cycles" '{ printf "     %6.1f %s\n", $1 / n, $2 }'
@@ -86,6 +90,25 @@ done
        /\+\+\+ exited/ && ($1 in name) { split($2, t, ":"); print name[$1], int((t[1] * 3600 + t[2] * 60 + t[3] - start[$1]) * 1000); delete name[$1] }' \
     "$out/strace-pod.txt" | sort | awk '{ v[$1] = v[$1] " " $2 } END { for (k in v) print k, v[k] }' |
     while read -r name vals; do echo "   $name $(echo "$vals" | tr ' ' '\n' | median) (n=$(echo "$vals" | wc -w))"; done
+  echo "== CRI calls and pod stages, median ms over every cycle run (berthd's debug log; traced cycles included):"
+  # slog prints durations as Go does: 850µs, 12.5ms, 1.2s
+  awk '/msg="(cri call|pod stage done|pod stage undone|pod network released)"/ {
+         what = ""; took = ""
+         for (i = 1; i <= NF; i++) {
+           if ($i ~ /^rpc=/) what = substr($i, 5)
+           if ($i ~ /^stage=/) what = (/undone/ ? "undo:" : "do:") substr($i, 7)
+           if ($i ~ /^took=/) took = substr($i, 6)
+         }
+         if (/pod network released/) what = "stop:network"
+         if ($0 ~ /stage="/) { match($0, /stage="[^"]*"/); what = (/undone/ ? "undo:" : "do:") substr($0, RSTART + 7, RLENGTH - 8) }
+         gsub(/ /, "_", what)
+         v = took + 0
+         if (took ~ /µs$/) v /= 1000; else if (took ~ /ms$/) v += 0; else if (took ~ /[0-9]s$/) v *= 1000
+         print what, v }' "$out/berthd.log" | sed 's/ /\t/' | sort -t"$(printf '\t')" -k1,1 |
+    awk -F'\t' '{ v[$1] = v[$1] " " $2 } END { for (k in v) print k "\t" v[k] }' | sort |
+    while IFS="$(printf '\t')" read -r name vals; do
+      printf '   %-28s %8s (n=%s)\n' "$name" "$(echo "$vals" | tr ' ' '\n' | grep . | median)" "$(echo "$vals" | wc -w)"
+    done
   echo "== syscalls (strace -f -c, $cycles pod cycles):"
   head -25 "$out/strace-c.txt"
   echo "== berthd CPU profile (top):"

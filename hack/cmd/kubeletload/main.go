@@ -1,5 +1,5 @@
 // Command kubeletload measures what a node's pods cost a CRI runtime (hack/bench/node.sh): it runs -pods pods of one
-// idle container each through the CRI API, 10 at a time, then
+// idle container each through the CRI API, 10 at a time, then measures one of
 //
 //   - density: the PSS of the runtime's whole per-pod overhead (the daemon's growth since before the first pod, plus
 //     every process under a per-pod root — berth's monitors, containerd's shims — and their children, pause included,
@@ -19,6 +19,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -38,7 +39,7 @@ import (
 func main() {
 	endpoint := flag.String("endpoint", "", "CRI socket path")
 	pods := flag.Int("pods", 100, "pods to run")
-	window := flag.Duration("window", 0, "steady-load window (0: density only)")
+	window := flag.Duration("window", 0, "steady-load window; 0: measure density instead")
 	image := flag.String("image", "registry.k8s.io/e2e-test-images/busybox:1.29-2", "container image")
 	daemonPID := flag.Int("pid", 0, "the runtime daemon's PID")
 	perPod := flag.String("per-pod", "", "regexp matching the command line (arguments joined by spaces) of the runtime's per-pod root processes")
@@ -54,7 +55,8 @@ func main() {
 		fmt.Fprintf(os.Stderr, "kubeletload: -per-pod: %v\n", err)
 		os.Exit(2)
 	}
-	b := &bench{pods: *pods, image: *image, daemon: *daemonPID, perPod: re, ctrComm: *containerComm, logDir: *logDir}
+	b := &bench{pods: *pods, image: *image, daemon: *daemonPID, perPod: re, ctrComm: *containerComm, logDir: *logDir,
+		cgroupRoot: fmt.Sprintf("/berth-bench-%d", os.Getpid())}
 	if err := b.run(context.Background(), *endpoint, *window); err != nil {
 		fmt.Fprintf(os.Stderr, "kubeletload: %v\n", err)
 		os.Exit(1)
@@ -68,10 +70,13 @@ type bench struct {
 	perPod  *regexp.Regexp
 	ctrComm string
 	logDir  string
-	rt      runtimeapi.RuntimeServiceClient
-	im      runtimeapi.ImageServiceClient
-	podIDs  []string
-	ctrIDs  []string
+	// cgroupRoot is the pods' parent cgroup, /berth-bench-PID: the kubelet always names one (containerd's
+	// ListPodSandboxStats fails a pod without), and removes it, as this program does at the end.
+	cgroupRoot string
+	rt         runtimeapi.RuntimeServiceClient
+	im         runtimeapi.ImageServiceClient
+	podIDs     []string
+	ctrIDs     []string
 }
 
 func (b *bench) run(ctx context.Context, endpoint string, window time.Duration) error {
@@ -96,14 +101,11 @@ func (b *bench) run(ctx context.Context, endpoint string, window time.Duration) 
 	if err := b.start(ctx); err != nil {
 		return err
 	}
-	time.Sleep(5 * time.Second) // let the per-pod processes settle to idle
-	if err := b.density(before); err != nil {
-		return err
-	}
 	if window > 0 {
 		return b.load(ctx, window)
 	}
-	return nil
+	time.Sleep(5 * time.Second) // let the per-pod processes settle to idle
+	return b.density(before)
 }
 
 // start runs the pods, 10 at a time as the kubelet's parallel pod workers do on a busy node.
@@ -119,7 +121,7 @@ func (b *bench) start(ctx context.Context) error {
 			pc := &runtimeapi.PodSandboxConfig{
 				Metadata:     &runtimeapi.PodSandboxMetadata{Name: name, Namespace: "bench", Uid: name},
 				LogDirectory: filepath.Join(b.logDir, name),
-				Linux: &runtimeapi.LinuxPodSandboxConfig{SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
+				Linux: &runtimeapi.LinuxPodSandboxConfig{CgroupParent: b.cgroupRoot + "/pod" + name, SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
 					NamespaceOptions: &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER}}},
 			}
 			p, err := b.rt.RunPodSandbox(cctx, &runtimeapi.RunPodSandboxRequest{Config: pc})
@@ -163,6 +165,34 @@ func (b *bench) cleanup() {
 		})
 	}
 	_ = g.Wait()
+	removeCgroups(b.cgroupRoot)
+}
+
+// removeCgroups removes the cgroup dir root, below it first, in every cgroup v1 hierarchy (or the v2 one).
+func removeCgroups(root string) {
+	dirs, _ := filepath.Glob("/sys/fs/cgroup/*" + root)
+	if d := "/sys/fs/cgroup" + root; isDir(d) {
+		dirs = append(dirs, d)
+	}
+	for _, d := range dirs {
+		var all []string
+		_ = filepath.WalkDir(d, func(path string, e os.DirEntry, err error) error {
+			if err == nil && e.IsDir() {
+				all = append(all, path)
+			}
+			return nil
+		})
+		for _, p := range slices.Backward(all) {
+			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) { // cpu and cpuacct may be one dir
+				slog.Warn("remove cgroup", "path", p, "err", err)
+			}
+		}
+	}
+}
+
+func isDir(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
 }
 
 // density prints the per-pod overhead: the daemon's PSS growth since before the first pod plus the PSS of the
