@@ -379,15 +379,23 @@ func stat(pid int) (procStat, error) {
 	if err != nil {
 		return procStat{}, err
 	}
-	s := string(raw)
+	st, err := parseStat(string(raw))
+	if err != nil {
+		return procStat{}, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+	}
+	return st, nil
+}
+
+// parseStat parses a /proc/PID/stat line (proc_pid_stat(5)).
+func parseStat(s string) (procStat, error) {
 	// comm is in parentheses and may hold spaces: the fields after it start past the last ')'.
 	open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
 	if open < 0 || end < open {
-		return procStat{}, fmt.Errorf("/proc/%d/stat: malformed", pid)
+		return procStat{}, errors.New("no (comm)")
 	}
 	f := strings.Fields(s[end+1:])
 	if len(f) < 15 {
-		return procStat{}, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
+		return procStat{}, fmt.Errorf("%d fields after comm", len(f))
 	}
 	ppid, _ := strconv.Atoi(f[1])
 	ut, _ := strconv.ParseInt(f[11], 10, 64)
