@@ -11,7 +11,7 @@ packages=(
   busybox-static                       # static test image base; hack/cmd/mkimages reads /usr/bin/busybox
   iptables iproute2 kmod               # CNI bridge/portmap plugins (iptables, br_netfilter)
   procps util-linux                    # ps/pgrep/sysctl; critest runs ipcmk on the host (HostIpc specs)
-  jq                                   # hack/bench reads critest's benchmark JSON
+  jq strace                            # hack/bench reads critest's benchmark JSON; hack/bench/profile.sh counts syscalls
   crun                                 # the second RuntimeClass handler of the tests (make critest-crun)
   mmdebstrap qemu-system-x86 e2fsprogs # hack/vm: node images from Debian packages, booted under qemu; mkfs.ext4 -d
                                        # and debugfs carry the payload in and the results out

@@ -207,9 +207,12 @@ func (m *Manager) runStage(ctx context.Context, s stage, p *Pod) (err error) {
 			err = fmt.Errorf("%v: %w", r, errdefs.ErrInternal)
 		}
 	}()
+	start := time.Now()
 	if err := s.do(ctx, p); err != nil {
 		return err
 	}
+	// per-stage times, for finding where a pod's start goes (hack/bench/profile.sh)
+	m.log.Debug("pod stage done", "pod", p.cfg.ID, "stage", s.name, "took", time.Since(start))
 	if m.afterStage != nil {
 		return m.afterStage(s.name)
 	}
@@ -225,9 +228,11 @@ func (m *Manager) undo(ctx context.Context, p *Pod, stages []stage) error {
 		if stages[i].undo == nil {
 			continue
 		}
+		start := time.Now()
 		if err := stages[i].undo(ctx, p); err != nil {
 			return fmt.Errorf("undo %s: %w", stages[i].name, err)
 		}
+		m.log.Debug("pod stage undone", "pod", p.ID(), "stage", stages[i].name, "took", time.Since(start))
 	}
 	return nil
 }
@@ -241,7 +246,12 @@ func (m *Manager) cleanupContext(ctx context.Context) (context.Context, context.
 func (m *Manager) Stop(ctx context.Context, p *Pod) error {
 	ctx, cancel := m.cleanupContext(ctx)
 	defer cancel()
-	return m.teardownNetwork(ctx, p)
+	start := time.Now()
+	if err := m.teardownNetwork(ctx, p); err != nil {
+		return err
+	}
+	m.log.Debug("pod network released", "pod", p.ID(), "took", time.Since(start))
+	return nil
 }
 
 // Remove shuts the monitor down (killing what is left in its cgroup), releases the network, removes the pod
