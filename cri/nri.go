@@ -2,7 +2,6 @@ package cri
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -159,12 +158,12 @@ func (s *RuntimeServer) nriBlockSync() func() {
 	return a.BlockPluginSync().Unblock
 }
 
-// nriRunPod tells plugins of a pod before it is ready; one refusing it rolls the pod back. The pod comes back nil
-// when it was rolled back, as Sandboxes.Create returns it.
-func (s *RuntimeServer) nriRunPod(ctx context.Context, rec podRecord, pod PodRuntime) (PodRuntime, error) {
+// nriRunPod tells plugins of a pod before it is ready. A refusal is the error; the caller rolls the pod back through
+// its one undo path (abandonPod).
+func (s *RuntimeServer) nriRunPod(ctx context.Context, rec podRecord, pod PodRuntime) error {
 	a := s.nriAPI()
 	if a == nil {
-		return pod, nil
+		return nil
 	}
 	p := nriPod(rec, pod)
 	var err error
@@ -174,18 +173,13 @@ func (s *RuntimeServer) nriRunPod(ctx context.Context, rec podRecord, pod PodRun
 		err = qerr
 	}
 	if err == nil {
-		return pod, nil
+		return nil
 	}
 	// Plugins before the one that failed saw the pod: they are told it is gone.
 	_ = s.nriInOrder(ctx, rec.ID, false, func(ctx context.Context) {
 		_ = a.RemovePodSandbox(ctx, &nriapi.RemovePodSandboxRequest{Pod: p})
 	})
-	cctx, cancel := cleanupContext(ctx)
-	defer cancel()
-	if rerr := pod.Remove(cctx); rerr != nil {
-		return pod, errors.Join(nriFailed("RunPodSandbox", err), fmt.Errorf("roll back: %w", rerr))
-	}
-	return nil, nriFailed("RunPodSandbox", err)
+	return nriFailed("RunPodSandbox", err)
 }
 
 // nriStopPod tells plugins a pod is stopping, once, after its containers stopped and before its network and

@@ -56,8 +56,8 @@ func (s *RuntimeServer) runPod(ctx context.Context, id string, r *runtimeapi.Run
 	}
 	pod, err := s.createPodRuntime(ctx, log, id, r.GetConfig(), r.GetRuntimeHandler())
 	if err == nil {
-		defer s.nriBlockSync()()              // until the pod is ready, for a plugin connecting meanwhile
-		pod, err = s.nriRunPod(ctx, rec, pod) // a plugin refusing the pod rolls it back
+		defer s.nriBlockSync()()         // until the pod is ready, for a plugin connecting meanwhile
+		err = s.nriRunPod(ctx, rec, pod) // a plugin refusing the pod: abandonPod rolls it back
 	}
 	if err != nil {
 		return fmt.Errorf("run pod %s: %w", id, s.abandonPod(ctx, log, rec, pod, err))

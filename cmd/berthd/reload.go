@@ -24,9 +24,16 @@ type reloader struct {
 	running  config.Config // what is in effect
 }
 
+// restartOnly are the registry keys the image service reads once, in image.New, not from the client a reload swaps.
+var restartOnly = map[string]bool{
+	"registry.pull_progress_timeout":    true,
+	"registry.max_concurrent_downloads": true,
+	"registry.max_unpacked_size":        true,
+}
+
 // reloadable says whether a flattened key applies on reload.
 func reloadable(key string) bool {
-	return key == "pinned_images" || key == "log.level" || strings.HasPrefix(key, "registry.")
+	return key == "pinned_images" || key == "log.level" || strings.HasPrefix(key, "registry.") && !restartOnly[key]
 }
 
 func (r *reloader) reload() {

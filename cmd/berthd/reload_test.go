@@ -53,3 +53,24 @@ func TestDiffConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestReloadable: the registry keys the image service reads only at start are not reported as reloaded.
+func TestReloadable(t *testing.T) {
+	for key, want := range map[string]bool{
+		"log.level":                         true,
+		"pinned_images":                     true,
+		"registry.hosts.a.example.mirrors":  true,
+		"registry.config_path":              true,
+		"registry.docker_config":            true,
+		"registry.max_manifest_size":        true,
+		"registry.pull_progress_timeout":    false,
+		"registry.max_concurrent_downloads": false,
+		"registry.max_unpacked_size":        false,
+		"cni.conf_dir":                      false,
+		"log.format":                        false,
+	} {
+		if got := reloadable(key); got != want {
+			t.Errorf("reloadable(%q) = %v, want %v", key, got, want)
+		}
+	}
+}

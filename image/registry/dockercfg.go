@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/berthcri/berth/internal/errdefs"
+	"github.com/berthcri/berth/internal/tail"
 )
 
 const (
@@ -135,8 +136,10 @@ func runHelper(ctx context.Context, name, server string) (*Auth, error) {
 	bin := "docker-credential-" + name
 	cmd := exec.CommandContext(ctx, bin, "get")
 	cmd.Stdin = strings.NewReader(server)
+	// The answer is stdout alone, as docker reads it: a helper may warn on stderr and still answer.
 	out := limitedBuffer{max: maxHelperOutput, full: cancel}
-	cmd.Stdout, cmd.Stderr = &out, &out // one writer: exec calls it from one goroutine at a time
+	errOut := tail.New(tail.MessageSize)
+	cmd.Stdout, cmd.Stderr = &out, errOut
 	cmd.WaitDelay = time.Second
 	err := cmd.Run()
 	text := bytes.TrimSpace(out.buf.Bytes())
@@ -145,8 +148,11 @@ func runHelper(ctx context.Context, name, server string) (*Auth, error) {
 			errdefs.ErrUnauthenticated)
 	}
 	if err != nil {
-		if strings.Contains(string(text), helperNotFound) {
+		if strings.Contains(string(text), helperNotFound) || strings.Contains(errOut.String(), helperNotFound) {
 			return nil, nil
+		}
+		if len(text) == 0 {
+			text = bytes.TrimSpace(errOut.Bytes())
 		}
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("%s get %s: no answer within %v: %w", bin, server, helperTimeout, errdefs.ErrUnavailable)

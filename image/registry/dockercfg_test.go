@@ -93,9 +93,11 @@ esac
 	}
 }
 
+// TestDockerConfigCredsStore: the store helper answers on stdout; a warning it prints on stderr is not part of the
+// answer (as docker reads it).
 func TestDockerConfigCredsStore(t *testing.T) {
 	bin := t.TempDir()
-	writeTree(t, bin, map[string]string{"docker-credential-store": "#!/bin/sh\necho '{\"Username\":\"s\",\"Secret\":\"p\"}'\n"})
+	writeTree(t, bin, map[string]string{"docker-credential-store": "#!/bin/sh\necho 'warning: session bus absent' >&2\necho '{\"Username\":\"s\",\"Secret\":\"p\"}'\n"})
 	os.Chmod(filepath.Join(bin, "docker-credential-store"), 0o755)
 	t.Setenv("PATH", bin)
 	dir := t.TempDir()

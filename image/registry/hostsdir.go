@@ -64,7 +64,7 @@ func loadHostsDirs(paths string) (map[string]hostDir, error) {
 
 // loadHostsDir reads every host dir of a certs.d directory: <dir>/<host>/hosts.toml, or, without one, docker's
 // cert files in <dir>/<host> (*.crt CA bundles, *.cert client certificates with their *.key). A host with a port is
-// <host>_<port>_ or <host>:<port>; where both exist the first wins, as in containerd. A missing dir is none.
+// <host>_<port>_ or <host>:<port>; where both exist <host>_<port>_ wins, as in containerd. A missing dir is none.
 func loadHostsDir(dir string) (map[string]hostDir, error) {
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {

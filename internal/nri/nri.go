@@ -46,6 +46,7 @@ func Start(cfg Config, name, version string, rt Runtime, log *slog.Logger) (*ada
 		return nil, fmt.Errorf("nri: %w", err)
 	}
 	if err := a.Start(); err != nil {
+		a.Stop() // Start runs the pre-installed plugins before it listens, and leaves them when listening fails
 		return nil, fmt.Errorf("nri: start on %s: %w", cfg.SocketPath, err)
 	}
 	return a, nil

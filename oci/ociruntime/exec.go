@@ -155,18 +155,24 @@ func killTree(pid int) {
 	unix.Kill(pid, unix.SIGKILL)
 }
 
+// maxDescendants bounds the walk of a process tree an exec'd (possibly hostile) process may have made.
+const maxDescendants = 4096
+
+// descendants lists pid's descendants, breadth first, at most maxDescendants of them.
 func descendants(pid int) []int {
 	var out []int
-	tasks, _ := filepath.Glob("/proc/" + strconv.Itoa(pid) + "/task/*/children")
-	for _, t := range tasks {
-		b, err := os.ReadFile(t)
-		if err != nil {
-			continue
-		}
-		for _, f := range strings.Fields(string(b)) {
-			if k, err := strconv.Atoi(f); err == nil && k > 0 && len(out) < 4096 {
-				out = append(out, k)
-				out = append(out, descendants(k)...)
+	for queue := []int{pid}; len(queue) > 0 && len(out) < maxDescendants; queue = queue[1:] {
+		tasks, _ := filepath.Glob("/proc/" + strconv.Itoa(queue[0]) + "/task/*/children")
+		for _, t := range tasks {
+			b, err := os.ReadFile(t)
+			if err != nil {
+				continue
+			}
+			for _, f := range strings.Fields(string(b)) {
+				if k, err := strconv.Atoi(f); err == nil && k > 0 && len(out) < maxDescendants {
+					out = append(out, k)
+					queue = append(queue, k)
+				}
 			}
 		}
 	}

@@ -58,6 +58,7 @@ func (r *Runtime) run(ctx context.Context, c call) error {
 	if err := hideOnce(); err != nil {
 		return fmt.Errorf("%s: %w", r.name(c.args), err)
 	}
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
 	logf, err := os.CreateTemp("", "berth-runtime-log-")
@@ -91,7 +92,10 @@ func (r *Runtime) run(ctx context.Context, c call) error {
 	if msg == "" {
 		msg = strings.TrimSpace(stderr.String())
 	}
-	if ctx.Err() != nil {
+	switch {
+	case parent.Err() != nil: // the caller gave up: its error, not a timeout of ours
+		err = fmt.Errorf("%w (%w)", err, parent.Err())
+	case ctx.Err() != nil:
 		err = fmt.Errorf("timed out after %s: %w", callTimeout, errdefs.ErrUnavailable)
 	}
 	if msg != "" {
