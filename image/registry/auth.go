@@ -65,12 +65,8 @@ func (c *Client) CredentialSource(ep Endpoint) string {
 		return "berth.toml"
 	}
 	if d := c.docker; d != nil {
-		key := canonicalHost(ep.Host)
-		helper := d.credHelpers[key]
-		if helper == "" {
-			helper = d.credsStore
-		}
-		_, auths := d.auths[key]
+		helper := d.helperFor(ep.Host)
+		_, auths := d.auths[canonicalHost(ep.Host)]
 		switch {
 		case helper != "" && auths:
 			return "docker-credential-" + helper + ", else " + d.file + " auths"

@@ -82,11 +82,24 @@ func loadDockerConfig(file string) (*dockerConfig, error) {
 	return c, nil
 }
 
+// checkHelperName refuses a name that is not one program name, and a helper berthd cannot find: a missing helper
+// would fail every pull of every host it serves, so it is refused when the configuration is read.
 func checkHelperName(name string) error {
 	if name == "" || strings.ContainsAny(name, "/ \t\n") {
 		return fmt.Errorf("%q is not a credential helper name: %w", name, errdefs.ErrInvalidArgument)
 	}
+	if _, err := exec.LookPath("docker-credential-" + name); err != nil {
+		return fmt.Errorf("credential helper %q: %v: %w", name, err, errdefs.ErrInvalidArgument)
+	}
 	return nil
+}
+
+// helperFor is the helper that holds host's credentials: its credHelpers entry, else credsStore; "" for none.
+func (c *dockerConfig) helperFor(host string) string {
+	if h := c.credHelpers[canonicalHost(host)]; h != "" {
+		return h
+	}
+	return c.credsStore
 }
 
 // lookup returns host's credential: from its helper (credHelpers, else credsStore) when one is configured and
@@ -96,11 +109,7 @@ func (c *dockerConfig) lookup(ctx context.Context, host string) (*Auth, error) {
 		return nil, nil
 	}
 	key := canonicalHost(host)
-	helper := c.credHelpers[key]
-	if helper == "" {
-		helper = c.credsStore
-	}
-	if helper != "" {
+	if helper := c.helperFor(host); helper != "" {
 		a, err := runHelper(ctx, helper, helperServer(host))
 		if err != nil {
 			return nil, fmt.Errorf("registry.docker_config %s: %w", c.file, err)

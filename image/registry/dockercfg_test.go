@@ -149,3 +149,22 @@ func TestEndpointTransport(t *testing.T) {
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// TestDockerConfigMissingHelper: a helper berthd cannot find is refused when the config is read, naming the key,
+// rather than failing every pull of the hosts it serves.
+func TestDockerConfigMissingHelper(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	for name, cfg := range map[string]string{
+		"credsStore":  `{"credsStore": "absent"}`,
+		"credHelpers": `{"credHelpers": {"a.example": "absent"}}`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeTree(t, dir, map[string]string{"config.json": cfg})
+			_, err := loadDockerConfig(filepath.Join(dir, "config.json"))
+			if err == nil || !strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), "docker-credential-absent") {
+				t.Fatalf("err = %v, want a refusal naming %s and docker-credential-absent", err, name)
+			}
+		})
+	}
+}
