@@ -61,8 +61,8 @@ func (s *RuntimeServer) containerStages() []ctrStage {
 			return s.unmountImageVolumes(rec.ImageVolumes)
 		}},
 		{"spec", s.generateSpec, nil},
-		{"pod annotations", func(_ context.Context, b *ctrBuild) error {
-			s.passPodAnnotations(b.spec, b.podRec.RuntimeHandler, b.podRec.Config.GetAnnotations())
+		{"handler", func(_ context.Context, b *ctrBuild) error {
+			s.fitSpecToHandler(b.spec, b.podRec.RuntimeHandler, b.podRec.Config.GetAnnotations())
 			return nil
 		}, nil},
 		{"cdi", func(ctx context.Context, b *ctrBuild) error { return s.injectCDI(ctx, b.spec, b.req.GetConfig()) }, nil},

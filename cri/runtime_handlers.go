@@ -9,6 +9,7 @@ import (
 
 	"github.com/berthcri/berth/internal/errdefs"
 	"github.com/berthcri/berth/internal/kernel"
+	"github.com/berthcri/berth/oci/ociruntime"
 )
 
 // RuntimeHandler is a configured RuntimeClass handler besides "" and "runc" (libcontainer): an OCI runtime binary
@@ -21,6 +22,9 @@ type RuntimeHandler struct {
 	UserNamespaces bool
 	// PodAnnotations are the pod annotations its containers' OCI specs get: keys, or prefixes ending in "*".
 	PodAnnotations []string
+	// SpecVersion is the runtime-spec version the binary states (its --version); a container's ociVersion is
+	// written no newer. "" when it states none.
+	SpecVersion string
 }
 
 // builtinHandlers run containers with libcontainer in berth-monitor.
@@ -71,12 +75,16 @@ func (s *RuntimeServer) runtimeHandlers() []*runtimeapi.RuntimeHandler {
 	return out
 }
 
-// passPodAnnotations copies into the container's spec the pod annotations its handler asks for, as containerd's
-// pod_annotations does for runtimes configured by annotations (kata, gVisor). berth's own io.kubernetes.cri.* keys
-// are kept.
-func (s *RuntimeServer) passPodAnnotations(spec *specs.Spec, handler string, annotations map[string]string) {
+// fitSpecToHandler makes a container's spec one its pod's handler takes: an ociVersion no newer than the binary
+// states, and the pod annotations the handler asks for, as containerd's pod_annotations does for runtimes configured
+// by annotations (kata, gVisor); berth's own io.kubernetes.cri.* keys are kept. Built-in handlers take it as it is.
+func (s *RuntimeServer) fitSpecToHandler(spec *specs.Spec, handler string, annotations map[string]string) {
 	h, err := s.runtimeHandler(handler)
-	if err != nil || h == nil || len(h.PodAnnotations) == 0 {
+	if err != nil || h == nil {
+		return
+	}
+	spec.Version = ociruntime.FitVersion(spec.Version, h.SpecVersion)
+	if len(h.PodAnnotations) == 0 {
 		return
 	}
 	for k, v := range annotations {

@@ -130,3 +130,29 @@ func TestPodAnnotationsPassed(t *testing.T) {
 		}
 	}
 }
+
+// A handler's containers get an ociVersion no newer than its binary states (probed once by berthd); a built-in
+// handler's keep berth's.
+func TestSpecVersionFitsHandler(t *testing.T) {
+	s, h := newTestRuntimeServer(t)
+	s.opts.RuntimeHandlers = []RuntimeHandler{{Name: "crun", SpecVersion: "1.0.0"}}
+	if _, err := (fakeImages{h}).Pull(context.Background(), testImage, nil); err != nil {
+		t.Fatal(err)
+	}
+	for handler, want := range map[string]string{"crun": "1.0.0", "": specs.Version} {
+		cfg := testPodConfig("v" + handler)
+		r, err := s.RunPodSandbox(context.Background(), &runtimeapi.RunPodSandboxRequest{Config: cfg, RuntimeHandler: handler})
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := createFakeContainer(t, s, r.PodSandboxId, cfg, testContainerConfig("c"))
+		rec, _ := s.containers.Get(id)
+		var spec specs.Spec
+		if err := json.Unmarshal(must(os.ReadFile(filepath.Join(rec.Bundle, "config.json"))), &spec); err != nil {
+			t.Fatal(err)
+		}
+		if spec.Version != want {
+			t.Errorf("handler %q: ociVersion %s, want %s", handler, spec.Version, want)
+		}
+	}
+}

@@ -48,11 +48,15 @@ func runtimeHandlers(ctx context.Context, cfg config.Config, systemd bool, log *
 			log.Warn("runtime handler states no features: none advertised", "handler", name, "err", err)
 		}
 		h.status.RecursiveReadOnly = f.RecursiveReadOnly()
+		if h.status.SpecVersion, err = ociruntime.SpecVersion(ctx, rc.Binary); err != nil {
+			log.Warn("runtime handler states no runtime-spec version: specs are written as berth's", "handler", name, "err", err)
+		}
 		// User namespaces stay off: no binary states what berth's user-namespaced pods need of it (joining the pause
 		// process's user namespace, idmapped mounts of berth's own), and crun 1.8.1 fails them (mount_setattr of the
 		// pod's hostname bind mount: EPERM; critest's NamespaceMode_POD spec).
 		log.Info("runtime handler", "handler", name, "binary", rc.Binary, "root", h.binary.Root,
-			"recursiveReadOnlyMounts", h.status.RecursiveReadOnly, "userNamespaces", h.status.UserNamespaces)
+			"recursiveReadOnlyMounts", h.status.RecursiveReadOnly, "userNamespaces", h.status.UserNamespaces,
+			"specVersion", h.status.SpecVersion)
 		out[name] = h
 	}
 	return out, nil

@@ -53,9 +53,6 @@ func (r *Runtime) Create(id, bundle string, spec *specs.Spec, hio ctr.HelperIO) 
 			os.RemoveAll(dir)
 		}
 	}()
-	if err := r.fitVersion(bundle, spec); err != nil {
-		return res, fmt.Errorf("container %s: %w", id, err)
-	}
 	pidFile := filepath.Join(dir, "init.pid")
 	args := []string{"create", "--bundle", bundle, "--pid-file", pidFile}
 	var console *consoleSocket

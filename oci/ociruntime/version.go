@@ -2,32 +2,26 @@ package ociruntime
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/opencontainers/runtime-spec/specs-go"
-
-	"github.com/berthcri/berth/internal/atomicfile"
 )
 
 // versionTimeout bounds "<binary> --version".
 const versionTimeout = 10 * time.Second
 
-// specVersion is the runtime-spec version the binary states ("spec: 1.0.0" in runc's and crun's --version), "" when
-// it states none.
-func (r *Runtime) specVersion() (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), versionTimeout)
+// SpecVersion is the runtime-spec version binary states ("spec: 1.0.0" in runc's and crun's --version), "" when it
+// states none. berthd asks once, at start, beside the features.
+func SpecVersion(ctx context.Context, binary string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, versionTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, r.Binary.Path, "--version")
+	cmd := exec.CommandContext(ctx, binary, "--version")
 	cmd.WaitDelay = waitDelay
 	out, err := cmd.Output()
 	if err != nil {
-		return "", fmt.Errorf("%s --version: %w", r.Binary.Path, err)
+		return "", fmt.Errorf("%s --version: %w", binary, err)
 	}
 	return parseSpecVersion(string(out)), nil
 }
@@ -59,24 +53,13 @@ func newer(a, b string) bool {
 	return ok1 && ok2 && (am > bm || am == bm && an > bn)
 }
 
-// fitVersion lowers the bundle's ociVersion to the one the runtime states when that is older: runtimes refuse a
-// version they do not know (crun 1.8 takes 1.0 and 1.1, berth writes runtime-spec 1.2) while the fields berth
-// writes for a handler's pods are older than 1.2 but for those of features it advertises off for handlers (idmapped
-// mounts of user-namespaced pods); a field a runtime does not know fails the create rather than being ignored
-// (mount options), or is ignored as the runtime's own lack.
-func (r *Runtime) fitVersion(bundle string, spec *specs.Spec) error {
-	want, err := r.specVersion()
-	if err != nil || want == "" || !newer(spec.Version, want) {
-		return err
+// FitVersion is the ociVersion to write for a runtime that states want: want when version is of a later minor,
+// else version. Runtimes refuse a version they do not know (crun 1.8 takes 1.0 and 1.1, berth writes runtime-spec
+// 1.2), while the fields berth writes for a handler's pods are older than 1.2 but for those of features it
+// advertises off for handlers (idmapped mounts of user-namespaced pods).
+func FitVersion(version, want string) string {
+	if want != "" && newer(version, want) {
+		return want
 	}
-	s := *spec
-	s.Version = want
-	b, err := json.Marshal(&s)
-	if err == nil {
-		err = atomicfile.WriteFile(filepath.Join(bundle, "config.json"), b, 0o600)
-	}
-	if err != nil {
-		return fmt.Errorf("bundle config: %w", err)
-	}
-	return nil
+	return version
 }
