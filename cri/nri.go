@@ -287,14 +287,17 @@ func (s *RuntimeServer) nriCreated(ctx context.Context, id, podID string, err er
 		})
 		return
 	}
-	pod, ok := s.pods.Get(podID)
-	if !ok {
-		return
+	if _, kept := s.containers.Get(id); kept {
+		return // its rollback failed: it stays listed, and the kubelet's RemoveContainer tells plugins (nriRemoved)
 	}
 	s.nri.mu.Lock()
 	stopSent := s.nri.stopped[id] // by the rollback's recorded exit
 	delete(s.nri.stopped, id)
 	s.nri.mu.Unlock()
+	pod, ok := s.pods.Get(podID)
+	if !ok {
+		return
+	}
 	p, c := nriPod(pod, nil), &nriapi.Container{Id: id, PodSandboxId: podID, State: nriapi.ContainerState_CONTAINER_STOPPED}
 	_ = s.nriInOrder(ctx, podID, false, func(ctx context.Context) {
 		if !stopSent {

@@ -373,3 +373,43 @@ func TestNRIResourcesRoundTrip(t *testing.T) {
 		})
 	}
 }
+
+// A creation whose rollback fails keeps the container listed: plugins hear of its stop once, and of its removal only
+// when the kubelet removes it.
+func TestNRIKeptHalfMadeContainer(t *testing.T) {
+	ctx := context.Background()
+	f := &fakeNRI{}
+	s, h := newNRITestServer(t, f)
+	podCfg := testPodConfig("p")
+	podID := runFakePod(t, s, h, podCfg)
+	h.fail(opMonitorCreate, errBusy)
+	h.fail(opMonitorRemove, errBusy)
+	if _, err := s.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{PodSandboxId: podID, Config: testContainerConfig("c"), SandboxConfig: podCfg}); err == nil {
+		t.Fatal("CreateContainer succeeded, want the monitor's failure")
+	}
+	list := s.containers.List()
+	if len(list) != 1 {
+		t.Fatalf("containers %v, want the half-made one kept", list)
+	}
+	id := list[0].ID
+	h.fail(opMonitorCreate, nil)
+	h.fail(opMonitorRemove, nil)
+	if _, err := s.RemoveContainer(ctx, &runtimeapi.RemoveContainerRequest{ContainerId: id}); err != nil {
+		t.Fatal(err)
+	}
+	// The pod's events are sent in order: once its StopPodSandbox arrived, every event of the container has too.
+	if _, err := s.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: podID}); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.eventsOf(2, podID); len(got) < 2 {
+		t.Fatalf("pod events %v, want RunPodSandbox and StopPodSandbox", got)
+	}
+	var kinds []string
+	for _, e := range f.eventsOf(0, id) {
+		kind, _, _ := strings.Cut(e, " ")
+		kinds = append(kinds, kind)
+	}
+	if want := []string{"CreateContainer", "StopContainer", "RemoveContainer"}; !slices.Equal(kinds, want) {
+		t.Errorf("events of the kept container %v, want %v", kinds, want)
+	}
+}
