@@ -20,6 +20,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/berthcri/berth/internal/errdefs"
@@ -73,6 +74,9 @@ func (r *Runtime) run(ctx context.Context, c call) error {
 	}
 	cmd := exec.CommandContext(ctx, r.Binary.Path, append(args, c.args...)...)
 	cmd.WaitDelay = waitDelay
+	// A helper killed at oci/ctr's deadline takes the binary with it rather than leaving it to run on under the
+	// monitor. Not inherited by what the binary forks (the container's init).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stderr := tail.New(maxErrText)
 	if c.stdin != nil {
 		cmd.Stdin = c.stdin
