@@ -2,9 +2,6 @@ package cri
 
 import (
 	"context"
-	"encoding/json"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -91,11 +88,7 @@ func TestFakeCreateContainerCDI(t *testing.T) {
 		cfg := withDevices("test.io/dev=a")
 		cfg.Annotations = map[string]string{"cdi.k8s.io/x": "test.io/dev=b"}
 		id := createFakeContainer(t, s, podID, podCfg, cfg)
-		rec, _ := s.containers.Get(id)
-		var spec specs.Spec
-		if err := json.Unmarshal(must(os.ReadFile(filepath.Join(rec.Bundle, "config.json"))), &spec); err != nil {
-			t.Fatal(err)
-		}
+		spec := writtenSpec(t, s, id)
 		for _, e := range []string{"CDI_A=1", "CDI_B=1"} {
 			if !slices.Contains(spec.Process.Env, e) {
 				t.Errorf("spec env %q lacks %q", spec.Process.Env, e)

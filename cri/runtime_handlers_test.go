@@ -109,23 +109,14 @@ func TestPodAnnotationsPassed(t *testing.T) {
 		cfg := testPodConfig("p" + handler)
 		cfg.Annotations = map[string]string{"io.katacontainers.config.hypervisor.default_vcpus": "2", "exact.key": "v",
 			"exact.key.longer": "no", "other": "no", "io.kubernetes.cri.sandbox-id": "forged"}
-		r, err := s.RunPodSandbox(context.Background(), &runtimeapi.RunPodSandboxRequest{Config: cfg, RuntimeHandler: handler})
-		if err != nil {
-			t.Fatal(err)
-		}
-		id := createFakeContainer(t, s, r.PodSandboxId, cfg, testContainerConfig("c"))
-		rec, _ := s.containers.Get(id)
-		var spec specs.Spec
-		if err := json.Unmarshal(must(os.ReadFile(filepath.Join(rec.Bundle, "config.json"))), &spec); err != nil {
-			t.Fatal(err)
-		}
+		podID, spec := handlerContainerSpec(t, s, cfg, handler)
 		for k := range cfg.Annotations {
 			_, got := spec.Annotations[k]
 			if _, w := want[k]; got != w && k != "io.kubernetes.cri.sandbox-id" {
 				t.Errorf("handler %q: annotation %s in the spec: %v, want %v", handler, k, got, w)
 			}
 		}
-		if got := spec.Annotations["io.kubernetes.cri.sandbox-id"]; got != r.PodSandboxId {
+		if got := spec.Annotations["io.kubernetes.cri.sandbox-id"]; got != podID {
 			t.Errorf("handler %q: sandbox-id annotation %q, want the pod's id", handler, got)
 		}
 	}
@@ -141,18 +132,32 @@ func TestSpecVersionFitsHandler(t *testing.T) {
 	}
 	for handler, want := range map[string]string{"crun": "1.0.0", "": specs.Version} {
 		cfg := testPodConfig("v" + handler)
-		r, err := s.RunPodSandbox(context.Background(), &runtimeapi.RunPodSandboxRequest{Config: cfg, RuntimeHandler: handler})
-		if err != nil {
-			t.Fatal(err)
-		}
-		id := createFakeContainer(t, s, r.PodSandboxId, cfg, testContainerConfig("c"))
-		rec, _ := s.containers.Get(id)
-		var spec specs.Spec
-		if err := json.Unmarshal(must(os.ReadFile(filepath.Join(rec.Bundle, "config.json"))), &spec); err != nil {
-			t.Fatal(err)
-		}
+		_, spec := handlerContainerSpec(t, s, cfg, handler)
 		if spec.Version != want {
 			t.Errorf("handler %q: ociVersion %s, want %s", handler, spec.Version, want)
 		}
 	}
+}
+
+// handlerContainerSpec runs a pod of cfg under handler and a container in it, and returns the pod's id and the
+// container's written spec.
+func handlerContainerSpec(t *testing.T, s *RuntimeServer, cfg *runtimeapi.PodSandboxConfig, handler string) (string, specs.Spec) {
+	t.Helper()
+	r, err := s.RunPodSandbox(context.Background(), &runtimeapi.RunPodSandboxRequest{Config: cfg, RuntimeHandler: handler})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := createFakeContainer(t, s, r.PodSandboxId, cfg, testContainerConfig("c"))
+	return r.PodSandboxId, writtenSpec(t, s, id)
+}
+
+// writtenSpec is the OCI spec cri wrote into the container's bundle.
+func writtenSpec(t *testing.T, s *RuntimeServer, id string) specs.Spec {
+	t.Helper()
+	rec, _ := s.containers.Get(id)
+	var spec specs.Spec
+	if err := json.Unmarshal(must(os.ReadFile(filepath.Join(rec.Bundle, "config.json"))), &spec); err != nil {
+		t.Fatal(err)
+	}
+	return spec
 }
