@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strconv"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -104,7 +105,13 @@ func (s *RuntimeServer) runContainerStage(ctx context.Context, st ctrStage, b *c
 			err = fmt.Errorf("%v: %w", r, errdefs.ErrInternal)
 		}
 	}()
-	return st.do(ctx, b)
+	start := time.Now()
+	if err := st.do(ctx, b); err != nil {
+		return err
+	}
+	// per-stage times, for finding where a container's create goes (hack/bench/profile.sh)
+	Logger(ctx).Debug("container stage done", "container", b.rec.ID, "stage", st.name, "took", time.Since(start))
+	return nil
 }
 
 // rollbackContainer undoes stages of rec (those a failed create did, or all of them), under a cleanup context. When
@@ -138,9 +145,11 @@ func (s *RuntimeServer) undoContainer(ctx context.Context, rec containerRecord, 
 		if stages[i].undo == nil {
 			continue
 		}
+		start := time.Now()
 		if err := stages[i].undo(ctx, rec); err != nil {
 			return fmt.Errorf("clean up container %s: undo %s: %w", rec.ID, stages[i].name, err)
 		}
+		Logger(ctx).Debug("container stage undone", "container", rec.ID, "stage", stages[i].name, "took", time.Since(start))
 	}
 	if !recorded {
 		return nil

@@ -23,6 +23,7 @@ type fakeMonitors struct {
 	startErr    error
 	shutdownErr error
 	opts        []MonitorOptions
+	onStart     func() // called by Start, when set
 }
 
 type fakeMonitor struct {
@@ -49,6 +50,9 @@ func (f *fakeMonitors) Start(_ context.Context, o MonitorOptions) (Monitor, erro
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.opts = append(f.opts, o)
+	if f.onStart != nil {
+		f.onStart()
+	}
 	if f.startErr != nil {
 		return nil, f.startErr
 	}
@@ -171,11 +175,20 @@ type fakeNetwork struct {
 	setups    int
 	teardowns int
 	failDown  error
+	// gate, when set, holds Setup until it is closed or a second has passed.
+	gate chan struct{}
 }
 
 var fakeIP = netip.MustParseAddr("10.99.0.7")
 
 func (n *fakeNetwork) Setup(_ context.Context, p *Pod) (*NetworkStatus, error) {
+	if n.gate != nil {
+		select {
+		case <-n.gate:
+		case <-time.After(time.Second):
+			return nil, errors.New("setup gate not opened")
+		}
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.setups++

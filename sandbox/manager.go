@@ -128,8 +128,9 @@ func (m *Manager) stages(hostname string) []stage {
 			return configureNamespaces(p.nsPaths(), hostname, p.cfg.Sysctls)
 		}, nil},
 		{"cgroup", func(_ context.Context, p *Pod) error { return m.createPodCgroup(p) }, m.removePodCgroup},
-		{"network", m.setupNetwork, m.teardownNetwork},
-		{"files", func(_ context.Context, p *Pod) error { return writeFiles(p, hostname) }, nil},
+		// The network's setup (the CNI ADD, most of a pod's start) runs while the monitor and its pause
+		// process start: neither needs the other. "network ready" waits for it; the hosts file needs its IPs.
+		{"network", m.startNetwork, m.teardownNetwork},
 		{"shm", func(_ context.Context, p *Pod) error {
 			if p.ShmPath() == "" {
 				return nil
@@ -137,6 +138,8 @@ func (m *Manager) stages(hostname string) []stage {
 			return mountShm(p.ShmPath())
 		}, func(_ context.Context, p *Pod) error { return unmountAll(p.path(shmDir)) }},
 		{"monitor", m.startMonitor, m.stopMonitor},
+		{"network ready", func(_ context.Context, p *Pod) error { return p.awaitNetwork() }, nil},
+		{"files", func(_ context.Context, p *Pod) error { return writeFiles(p, hostname) }, nil},
 		{"ready", func(_ context.Context, p *Pod) error { return os.WriteFile(p.path(readyFile), nil, 0o644) }, nil},
 	}
 }
@@ -324,22 +327,47 @@ func exists(path string) bool {
 	return err == nil
 }
 
-func (m *Manager) setupNetwork(ctx context.Context, p *Pod) error {
+// startNetwork records the attempt and starts the network's setup; p.awaitNetwork waits for its end.
+func (m *Manager) startNetwork(ctx context.Context, p *Pod) error {
 	if m.network == nil || p.NetNSPath() == "" {
 		return nil
 	}
 	if err := os.WriteFile(p.path(networkFile), nil, 0o644); err != nil {
 		return err
 	}
-	status, err := m.network.Setup(ctx, p)
-	if err != nil {
-		return fmt.Errorf("network setup: %w", err)
-	}
-	p.network = status
+	done := make(chan struct{})
+	p.networkDone = done
+	go func() {
+		defer close(done)
+		defer func() {
+			if r := recover(); r != nil {
+				m.log.Error("panic in the network setup", "pod", p.ID(), "panic", r, "stack", string(debug.Stack()))
+				p.networkErr = fmt.Errorf("network setup: %v: %w", r, errdefs.ErrInternal)
+			}
+		}()
+		status, err := m.network.Setup(ctx, p)
+		if err != nil {
+			p.networkErr = fmt.Errorf("network setup: %w", err)
+			return
+		}
+		p.network = status
+	}()
 	return nil
 }
 
+// awaitNetwork waits for the setup startNetwork started, if any, and returns its error.
+func (p *Pod) awaitNetwork() error {
+	if p.networkDone == nil {
+		return nil
+	}
+	<-p.networkDone
+	return p.networkErr
+}
+
 func (m *Manager) teardownNetwork(ctx context.Context, p *Pod) error {
+	// A setup still running (Create failed in a stage after the network's) ends before its teardown. It is
+	// bounded by the request's context, which Setup's plugin execs are killed with.
+	_ = p.awaitNetwork()
 	if !exists(p.path(networkFile)) {
 		return nil
 	}

@@ -248,6 +248,30 @@ func TestHostNamespaces(t *testing.T) {
 	assertGone(t, p, dirs)
 }
 
+// The network's setup runs while the monitor starts: a Setup that waits for the monitor's start completes.
+func TestNetworkSetupOverlapsMonitorStart(t *testing.T) {
+	e := newEnv(t)
+	m := e.manager(t)
+	e.net.gate = make(chan struct{})
+	e.mons.onStart = func() { close(e.net.gate) }
+	defer func() { e.net.gate, e.mons.onStart = nil, nil }()
+	p, err := m.Create(context.Background(), fullConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := p.Network(); n == nil || len(n.IPs) != 1 || n.IPs[0] != fakeIP {
+		t.Errorf("network = %+v, want the setup's IP", n)
+	}
+	if hosts := readFile(t, p.HostsPath()); !strings.Contains(hosts, fakeIP.String()) {
+		t.Errorf("hosts file lacks the pod IP:\n%s", hosts)
+	}
+	dirs := cgroupDirs(t, p.CgroupParent())
+	if err := m.Remove(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	assertGone(t, p, dirs)
+}
+
 // TestCreateRollback fails Create after each stage in turn (and for real in two places): nothing is left.
 func TestCreateRollback(t *testing.T) {
 	e := newEnv(t)

@@ -42,6 +42,11 @@ type Pod struct {
 	systemd bool
 	monitor Monitor
 	network *NetworkStatus
+
+	// networkDone is closed when the network setup Create started has ended, with networkErr set on failure;
+	// nil when none was started.
+	networkDone chan struct{}
+	networkErr  error
 }
 
 func (p *Pod) ID() string { return p.cfg.ID }

@@ -159,7 +159,7 @@ func TestUserNamespacePodRollback(t *testing.T) {
 		}
 		return out
 	}
-	want := []string{"record", "cgroup", "monitor", "namespaces", "configure namespaces", "network", "files", "shm", "ready"}
+	want := []string{"record", "cgroup", "monitor", "namespaces", "configure namespaces", "network", "shm", "network ready", "files", "ready"}
 	if got := names(m.podStages(&Pod{cfg: cfg}, "")); !slices.Equal(got, want) {
 		t.Fatalf("stages %v, want %v", got, want)
 	}

@@ -48,10 +48,15 @@ pods() {
 t0=$(date +%s%N)
 pods # warms up caches, and times the cycles the CPU profile then covers (a profile ends at its duration only)
 t1=$(date +%s%N)
-curl -sf -o "$out/cpu.pprof" "http://$metrics/debug/pprof/profile?seconds=$(((t1 - t0) / 1000000000 + 1))" &
+pods with-container
+t2=$(date +%s%N)
+curl -sf -o "$out/cpu.pprof" "http://$metrics/debug/pprof/profile?seconds=$(((t2 - t0) / 1000000000 + 1))" &
 prof=$!
 pods
+pods with-container
 wait "$prof"
+# The stage medians are of these untraced cycles only: strace slows each traced call several times over.
+untraced=$(wc -l <"$out/berthd.log")
 go tool pprof -top -nodecount=40 bin/berthd "$out/cpu.pprof" >"$out/cpu.top" 2>/dev/null || true
 
 strace -f -qq -c -o "$out/strace-c.txt" -p "$berth_pid" &
@@ -70,7 +75,7 @@ for mode in pod container; do
 done
 
 {
-  echo "== $cycles pod cycles: $(((t1 - t0) / 1000000 / cycles)) ms each without tracing; $(uptime | sed 's/.*load/load/')"
+  echo "== $cycles pod cycles: $(((t1 - t0) / 1000000 / cycles)) ms each, with one container $(((t2 - t1) / 1000000 / cycles)) ms, without tracing; $(uptime | sed 's/.*load/load/')"
   for mode in pod container; do
     f=$out/strace-$mode.txt
     echo "== per $mode cycle (pod cycle$([ $mode = container ] && echo ' with one container')):"
@@ -90,21 +95,21 @@ done
        /\+\+\+ exited/ && ($1 in name) { split($2, t, ":"); print name[$1], int((t[1] * 3600 + t[2] * 60 + t[3] - start[$1]) * 1000); delete name[$1] }' \
     "$out/strace-pod.txt" | sort | awk '{ v[$1] = v[$1] " " $2 } END { for (k in v) print k, v[k] }' |
     while read -r name vals; do echo "   $name $(echo "$vals" | tr ' ' '\n' | median) (n=$(echo "$vals" | wc -w))"; done
-  echo "== CRI calls and pod stages, median ms over every cycle run (berthd's debug log; traced cycles included):"
+  echo "== CRI calls, pod and container stages, median ms over the untraced cycles (berthd's debug log):"
   # slog prints durations as Go does: 850µs, 12.5ms, 1.2s
-  awk '/msg="(cri call|pod stage done|pod stage undone|pod network released)"/ {
+  awk '/msg="(cri call|pod stage done|pod stage undone|pod network released|container stage done|container stage undone)"/ {
          what = ""; took = ""
          for (i = 1; i <= NF; i++) {
            if ($i ~ /^rpc=/) what = substr($i, 5)
-           if ($i ~ /^stage=/) what = (/undone/ ? "undo:" : "do:") substr($i, 7)
+           if ($i ~ /^stage=/) what = (/undone/ ? "undo:" : "do:") (/container stage/ ? "ctr:" : "") substr($i, 7)
            if ($i ~ /^took=/) took = substr($i, 6)
          }
          if (/pod network released/) what = "stop:network"
-         if ($0 ~ /stage="/) { match($0, /stage="[^"]*"/); what = (/undone/ ? "undo:" : "do:") substr($0, RSTART + 7, RLENGTH - 8) }
+         if ($0 ~ /stage="/) { match($0, /stage="[^"]*"/); what = (/undone/ ? "undo:" : "do:") (/container stage/ ? "ctr:" : "") substr($0, RSTART + 7, RLENGTH - 8) }
          gsub(/ /, "_", what)
          v = took + 0
-         if (took ~ /µs$/) v /= 1000; else if (took ~ /ms$/) v += 0; else if (took ~ /[0-9]s$/) v *= 1000
-         print what, v }' "$out/berthd.log" | sed 's/ /\t/' | sort -t"$(printf '\t')" -k1,1 |
+         if (took ~ /ns$/) v /= 1000000; else if (took ~ /µs$/) v /= 1000; else if (took ~ /ms$/) v += 0; else if (took ~ /[0-9]s$/) v *= 1000
+         print what, v }' <(head -n "$untraced" "$out/berthd.log") | sed 's/ /\t/' | sort -t"$(printf '\t')" -k1,1 |
     awk -F'\t' '{ v[$1] = v[$1] " " $2 } END { for (k in v) print k "\t" v[k] }' | sort |
     while IFS="$(printf '\t')" read -r name vals; do
       printf '   %-28s %8s (n=%s)\n' "$name" "$(echo "$vals" | tr ' ' '\n' | grep . | median)" "$(echo "$vals" | wc -w)"
