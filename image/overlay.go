@@ -22,6 +22,11 @@ type overlay struct {
 	// idmap idmaps every lower layer into a user namespace.
 	idmap    *IDMap
 	readOnly bool
+	// volatile mounts the overlay with overlayfs's volatile option (Linux 5.10): no sync of the upper dir's
+	// filesystem at unmount, nor on the container's fsyncs. For a container's writable layer, which outlives no
+	// restart of its container and is never mounted twice (so the kernel's refusal to remount a volatile upper dir
+	// after a crash never applies), see Options.SyncWritableLayers.
+	volatile bool
 }
 
 // overlayAppend is kernel.OverlayAppend; tests replace it to take the mount(2) path on any kernel.
@@ -91,6 +96,11 @@ func fsmountOverlay(o overlay) (int, error) {
 			return -1, err
 		}
 	}
+	if o.volatile {
+		if err := unix.FsconfigSetFlag(fd, "volatile"); err != nil {
+			return -1, fmt.Errorf("overlay option volatile: %w", err)
+		}
+	}
 	if err := unix.FsconfigCreate(fd); err != nil {
 		return -1, fmt.Errorf("create overlay: %w", err)
 	}
@@ -139,8 +149,13 @@ func mountOverlayLegacy(o overlay, target string) error {
 	if o.readOnly {
 		flags = unix.MS_RDONLY
 	}
-	if opts, ok := overlayOptions(o.lowers, o.upper, o.work); ok {
-		if err := unix.Mount("overlay", target, "overlay", flags, opts); err != nil {
+	if opts, ok := overlayOptions(o.lowers, o.upper, o.work, o.volatile); ok {
+		err := unix.Mount("overlay", target, "overlay", flags, opts)
+		if errors.Is(err, unix.EINVAL) && o.volatile { // Linux before 5.10 has no volatile
+			opts, _ = overlayOptions(o.lowers, o.upper, o.work, false)
+			err = unix.Mount("overlay", target, "overlay", flags, opts)
+		}
+		if err != nil {
 			return fmt.Errorf("mount overlay at %s (%d layers): %w", target, len(o.lowers), err)
 		}
 		return nil
@@ -176,24 +191,32 @@ func mountOverlayLegacy(o overlay, target string) error {
 	if err != nil {
 		return err
 	}
-	opts, ok := overlayOptions(lowers, upper, work)
+	opts, ok := overlayOptions(lowers, upper, work, o.volatile)
 	if !ok {
 		return fmt.Errorf("mount overlay: %d layers do not fit in one page of mount options", len(o.lowers))
 	}
-	if err := mountIn("/proc/self/fd", "overlay", target, "overlay", flags, opts); err != nil {
+	err = mountIn("/proc/self/fd", "overlay", target, "overlay", flags, opts)
+	if errors.Is(err, unix.EINVAL) && o.volatile {
+		opts, _ = overlayOptions(lowers, upper, work, false)
+		err = mountIn("/proc/self/fd", "overlay", target, "overlay", flags, opts)
+	}
+	if err != nil {
 		return fmt.Errorf("mount overlay at %s (%d layers, by descriptor): %w", target, len(o.lowers), err)
 	}
 	return nil
 }
 
 // overlayOptions is mount(2)'s option string for an overlay of lowers under upper and work (none for a read-only
-// overlay); false when it is longer than a page or a path holds a separator.
-func overlayOptions(lowers []string, upper, work string) (string, bool) {
+// overlay) and volatile; false when it is longer than a page or a path holds a separator.
+func overlayOptions(lowers []string, upper, work string, volatile bool) (string, bool) {
 	var b strings.Builder
 	b.WriteString("lowerdir=")
 	b.WriteString(strings.Join(lowers, ":"))
 	if upper != "" {
 		b.WriteString(",upperdir=" + upper + ",workdir=" + work)
+	}
+	if volatile {
+		b.WriteString(",volatile")
 	}
 	for _, p := range append([]string{upper, work}, lowers...) {
 		if strings.ContainsAny(p, ",:\\") {

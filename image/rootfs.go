@@ -56,7 +56,8 @@ func (s *Service) MountRootfsMapped(img Image, upper, work, target string, idmap
 	if err != nil {
 		return fmt.Errorf("rootfs: %w", err)
 	}
-	if err := mountOverlay(overlay{lowers: lowers, upper: upper, work: work, idmap: idmap}, target); err != nil {
+	o := overlay{lowers: lowers, upper: upper, work: work, idmap: idmap, volatile: !s.syncLayers}
+	if err := mountOverlay(o, target); err != nil {
 		return fmt.Errorf("rootfs: %w", err)
 	}
 	return nil

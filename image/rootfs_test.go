@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -90,6 +91,56 @@ func testMountRootfsDeep(t *testing.T, layers int, dir string) {
 	if _, err := os.Stat(filepath.Join(target, "top")); err == nil {
 		t.Error("still mounted")
 	}
+}
+
+// A writable layer is mounted volatile (no sync of root_dir's filesystem at unmount) unless SyncWritableLayers
+// asks for syncing mounts; 3 layers take mount(2)'s path names, 60 its descriptors.
+func TestMountRootfsVolatile(t *testing.T) {
+	overlayModes(t, func(t *testing.T, legacy bool) {
+		for _, layers := range []int{3, 60} {
+			for _, sync := range []bool{false, true} {
+				t.Run(fmt.Sprintf("%d layers sync=%v", layers, sync), func(t *testing.T) {
+					root := t.TempDir()
+					s := &Service{root: root, snapshots: filepath.Join(root, "snapshots", strings.Repeat("d", 40)), syncLayers: sync}
+					var img Image
+					for i := range layers {
+						l := Layer{ChainID: digest.FromString(fmt.Sprint(i))}
+						if err := os.MkdirAll(s.snapshotDir(l.ChainID), 0o755); err != nil {
+							t.Fatal(err)
+						}
+						img.Layers = append(img.Layers, l)
+					}
+					target := filepath.Join(root, "rootfs")
+					if err := s.MountRootfs(img, filepath.Join(root, "upper"), filepath.Join(root, "work"), target); err != nil {
+						t.Fatal(err)
+					}
+					t.Cleanup(func() { UnmountRootfs(target) })
+					// Linux 6.6 shows it as fsync=volatile, earlier kernels as volatile.
+					opts := superOptions(t, target)
+					if volatile := slices.Contains(opts, "volatile") || slices.Contains(opts, "fsync=volatile"); volatile == sync {
+						t.Errorf("volatile = %v, want %v (options %v)", volatile, !sync, opts[len(opts)-3:])
+					}
+				})
+			}
+		}
+	})
+}
+
+// superOptions are the filesystem options of the mount at target, from /proc/self/mountinfo.
+func superOptions(t *testing.T, target string) []string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && f[4] == target {
+			return strings.Split(f[len(f)-1], ",")
+		}
+	}
+	t.Fatalf("%s is not a mount point", target)
+	return nil
 }
 
 // More layers than one page of descriptors holds: a clear error, nothing mounted.

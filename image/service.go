@@ -48,6 +48,9 @@ type Options struct {
 	// OnPull is told of the end of every pull: its duration, the compressed bytes it fetched from the registry and
 	// its error (metrics); nil for none.
 	OnPull func(took time.Duration, fetched int64, err error)
+	// SyncWritableLayers mounts containers' writable layers without overlayfs's volatile option (config
+	// sync_writable_layers): each unmount then syncs the whole filesystem under root_dir.
+	SyncWritableLayers bool
 }
 
 // Service is the image store. It is safe for concurrent use.
@@ -65,6 +68,8 @@ type Service struct {
 	downloads int           // layer downloads in flight per pull
 	unpacked  config.Size   // what one pull may unpack (registry.max_unpacked_size)
 	locks     keylock.Map   // one download per blob, one unpack per chain id
+	// syncLayers is Options.SyncWritableLayers.
+	syncLayers bool
 
 	// mu serialises record changes and the freeing of content, which is decided from the records plus the
 	// content held by pulls in flight.
@@ -112,17 +117,18 @@ func New(ctx context.Context, o Options) (*Service, error) {
 	}
 	reg.MaxLayers = maxLayers
 	s := &Service{
-		root:      o.RootDir,
-		snapshots: snapshots,
-		log:       log,
-		content:   cs,
-		records:   records,
-		timeout:   timeout,
-		downloads: max(o.Registry.MaxConcurrentDownloads, 1),
-		unpacked:  unpacked,
-		heldBlobs: map[digest.Digest]int{},
-		heldSnaps: map[digest.Digest]int{},
-		onPull:    o.OnPull,
+		root:       o.RootDir,
+		snapshots:  snapshots,
+		log:        log,
+		content:    cs,
+		records:    records,
+		timeout:    timeout,
+		downloads:  max(o.Registry.MaxConcurrentDownloads, 1),
+		syncLayers: o.SyncWritableLayers,
+		unpacked:   unpacked,
+		heldBlobs:  map[digest.Digest]int{},
+		heldSnaps:  map[digest.Digest]int{},
+		onPull:     o.OnPull,
 	}
 	s.registry.Store(reg)
 	s.pinned.Store(&pinned)

@@ -85,7 +85,8 @@ func serve(cfg config.Config, load func() (config.Config, error)) error {
 	defer cancel()
 	metrics := cri.NewMetrics()
 	images, err := image.New(ctx, image.Options{RootDir: cfg.RootDir, Registry: cfg.Registry,
-		Pinned: append(slices.Clone(cfg.PinnedImages), cfg.SandboxImage), Logger: log, OnPull: metrics.PullObserver()})
+		Pinned: append(slices.Clone(cfg.PinnedImages), cfg.SandboxImage), Logger: log, OnPull: metrics.PullObserver(),
+		SyncWritableLayers: cfg.SyncWritableLayers})
 	if err != nil {
 		return fmt.Errorf("image service: %w", err)
 	}

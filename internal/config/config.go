@@ -41,6 +41,8 @@ type Config struct {
 	SandboxImage    string   `toml:"sandbox_image"`
 	PinnedImages    []string `toml:"pinned_images"`    // never removed by image GC or RemoveImage
 	ShutdownTimeout Duration `toml:"shutdown_timeout"` // how long a stop waits for in-flight requests
+	// SyncWritableLayers mounts containers' writable layers without overlayfs's volatile option. See README.
+	SyncWritableLayers bool `toml:"sync_writable_layers"`
 
 	Log      LogConfig      `toml:"log"`
 	CNI      CNIConfig      `toml:"cni"`

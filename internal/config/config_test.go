@@ -51,6 +51,7 @@ func TestDefault(t *testing.T) {
 		"min_oom_score_adj":                 {d.MinOOMScoreAdj, -1000},
 		"sandbox_image":                     {d.SandboxImage, "registry.k8s.io/pause:3.10.1"},
 		"shutdown_timeout":                  {d.ShutdownTimeout.Duration, 10 * time.Second},
+		"sync_writable_layers":              {d.SyncWritableLayers, false},
 		"log.level":                         {d.Log.Level, "info"},
 		"log.format":                        {d.Log.Format, "text"},
 		"cni.conf_dir":                      {d.CNI.ConfDir, "/etc/cni/net.d"},
