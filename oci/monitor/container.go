@@ -22,7 +22,8 @@ import (
 //	                             └──────────init killed / dies─────────────▶┘
 //
 // "creating" is not reported by State. Remove kills whatever still runs first. libcontainer's part of each
-// step runs in a helper process (server.helpers).
+// step runs in a helper process (server.helpers), but for start, which the monitor does itself under libcontainer
+// (inplace.go).
 type container struct {
 	id     string
 	req    CreateRequest
@@ -382,7 +383,7 @@ func (s *server) start(id string) error {
 	c.startedAt = time.Now()
 	c.mu.Unlock()
 	s.reaper.starting.RLock()
-	_, err = s.helpers.Run(ctr.OpStart, id, nil)
+	err = s.startProcess(c)
 	s.reaper.starting.RUnlock()
 	if err != nil {
 		c.mu.Lock()
@@ -396,6 +397,32 @@ func (s *server) start(id string) error {
 	}
 	c.mu.Unlock()
 	s.log.Info("container started", "id", id)
+	return nil
+}
+
+// startProcess runs the created container's process; the caller holds reaper.starting for reading, so that init,
+// should it die, stays unreaped and its pidfd open. Under libcontainer the monitor releases init itself; an OCI
+// runtime binary's start runs in the helper.
+func (s *server) startProcess(c *container) error {
+	if s.helpers.Binary.Path != "" {
+		_, err := s.helpers.Run(ctr.OpStart, c.id, nil)
+		return err
+	}
+	// A duplicate: waitExit closes c.pidfd once the exit is recorded.
+	c.mu.Lock()
+	if c.pidfd < 0 {
+		c.mu.Unlock()
+		return fmt.Errorf("container %s: start: container process is already dead", c.id)
+	}
+	pidfd, err := unix.FcntlInt(uintptr(c.pidfd), unix.F_DUPFD_CLOEXEC, 0)
+	c.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("container %s: start: pidfd of init: %w", c.id, err)
+	}
+	defer unix.Close(pidfd)
+	if err := releaseInit(filepath.Join(s.helpers.Root, c.id), pidfd, s.helpers.Timeout()); err != nil {
+		return fmt.Errorf("container %s: start: %w", c.id, err)
+	}
 	return nil
 }
 
