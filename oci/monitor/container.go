@@ -22,8 +22,8 @@ import (
 //	                             └──────────init killed / dies─────────────▶┘
 //
 // "creating" is not reported by State. Remove kills whatever still runs first. libcontainer's part of each
-// step runs in a helper process (server.helpers), but for start, which the monitor does itself under libcontainer
-// (inplace.go).
+// step runs in a helper process (server.helpers), but for start and remove where the monitor can do libcontainer's
+// work itself (inplace.go).
 type container struct {
 	id     string
 	req    CreateRequest
@@ -32,6 +32,8 @@ type container struct {
 	outs   []*os.File   // our ends of stdout and stderr, or the terminal
 	pumps  sync.WaitGroup
 	exited chan struct{} // closed once the exit is recorded
+	// destroyNeedsHelper, set by create: poststop hooks or an intelRdt group, which only libcontainer's destroy handles.
+	destroyNeedsHelper bool
 
 	op sync.Mutex // serializes start and remove
 
@@ -174,6 +176,7 @@ func (s *server) createInit(c *container, child []*os.File, args []string) (<-ch
 	var exit <-chan unix.WaitStatus
 	if err == nil {
 		c.pid, c.pidfd, c.sharesPID, c.cgroups = res.Pid, pidfd, res.SharesPIDNamespace, res.CgroupPaths
+		c.destroyNeedsHelper = res.DestroyNeedsHelper
 		exit = s.reaper.watch(res.Pid)
 	}
 	s.reaper.starting.RUnlock()
@@ -426,6 +429,19 @@ func (s *server) startProcess(c *container) error {
 	return nil
 }
 
+// destroy destroys the container once its init was reaped. The monitor removes its cgroup and state itself where
+// that is all libcontainer's destroy would do; the systemd driver's scope unit, poststop hooks, intelRdt groups and
+// OCI runtime binaries take the helper.
+func (s *server) destroy(c *container) error {
+	if s.helpers.Binary.Path == "" && !s.helpers.Systemd && !c.destroyNeedsHelper {
+		return s.destroyExited(c)
+	}
+	s.reaper.starting.RLock()
+	defer s.reaper.starting.RUnlock()
+	_, err := s.helpers.Run(ctr.OpDestroy, c.id, nil)
+	return err
+}
+
 // signal sends sig to the container's init; SIGKILL goes to every process of the container. A
 // container that already exited is not an error.
 func (s *server) signal(id string, sig syscall.Signal) error {
@@ -504,10 +520,7 @@ func (s *server) remove(id string) error {
 			return fmt.Errorf("container %s did not exit %v after SIGKILL: %w", id, removeKillTimeout, errdefs.ErrUnavailable)
 		}
 	}
-	s.reaper.starting.RLock()
-	_, err = s.helpers.Run(ctr.OpDestroy, id, nil)
-	s.reaper.starting.RUnlock()
-	if err != nil {
+	if err := s.destroy(c); err != nil {
 		return err
 	}
 	s.mu.Lock()

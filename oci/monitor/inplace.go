@@ -4,16 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"time"
 
+	"github.com/opencontainers/cgroups"
 	"golang.org/x/sys/unix"
 )
 
-// The start of a container under libcontainer needs no libcontainer code, and runs in the monitor itself: a helper is
-// a fork+exec of the monitor's binary and a load of libcontainer's state, about 10 ms of a start. It follows the
-// pinned runc's libcontainer (v1.5.3) step by step; another runtime's start keeps the helper.
+// The steps of a start and of a remove that need no libcontainer code run in the monitor itself when the container
+// runs under libcontainer: a helper is a fork+exec of the monitor's binary and a load of libcontainer's state, about
+// 10 ms of each. They follow the pinned runc's libcontainer (v1.5.3) step by step; what only libcontainer does
+// (another runtime's start, the systemd driver's unit, poststop hooks, resctrl groups) keeps the helper.
 
 // execFifoName is libcontainer's exec fifo in a container's state dir, which its init blocks writing to until start.
 const execFifoName = "exec.fifo"
@@ -86,4 +89,25 @@ func readNonblock(fd int) (n int, eof bool, err error) {
 			n += m
 		}
 	}
+}
+
+// destroyExited removes what libcontainer's destroy would of a container whose init has exited and been reaped, as
+// it does with the cgroupfs driver and neither poststop hooks nor an intelRdt group: it kills what is left in the
+// cgroup when the container shares a PID namespace (those outlive init), removes the cgroup with its child cgroups
+// (cgroups: one path per v1 controller, or v2's under ""), and removes libcontainer's state dir.
+func (s *server) destroyExited(c *container) error {
+	if c.sharesPID {
+		if err := s.killAll(c); err != nil {
+			// As libcontainer, go on: the cgroup's removal then fails if a process is left.
+			s.log.Warn("kill remaining processes", "id", c.id, "err", err)
+		}
+	}
+	// RemovePaths deletes the removed paths from its map: c.cgroups stays whole for a retry.
+	if err := cgroups.RemovePaths(maps.Clone(c.cgroups)); err != nil {
+		return fmt.Errorf("container %s: remove cgroup: %w", c.id, err)
+	}
+	if err := os.RemoveAll(filepath.Join(s.helpers.Root, c.id)); err != nil {
+		return fmt.Errorf("container %s: remove state: %w", c.id, err)
+	}
+	return nil
 }
