@@ -51,6 +51,9 @@ type Result struct {
 	Pid                int               `json:"pid,omitempty"`
 	SharesPIDNamespace bool              `json:"shares_pid_namespace,omitempty"`
 	CgroupPaths        map[string]string `json:"cgroup_paths,omitempty"`
+	// DestroyNeedsHelper: the spec has poststop hooks or linux.intelRdt, which only libcontainer's destroy runs
+	// or removes, so the monitor must not destroy the container itself.
+	DestroyNeedsHelper bool `json:"destroy_needs_helper,omitempty"`
 	// Of exec:
 	ExitCode int `json:"exit_code,omitempty"`
 	Signal   int `json:"signal,omitempty"`
@@ -97,12 +100,17 @@ func (r *Runtime) Run(op, id string, files []*os.File, args ...string) (Result, 
 	return r.run(context.Background(), op, id, files, args...)
 }
 
+// Timeout is the bound of one helper run but exec's; the monitor puts it on what it does in place of a helper too.
+func (r *Runtime) Timeout() time.Duration {
+	if r.HelperTimeout == 0 {
+		return defaultHelperTimeout
+	}
+	return r.HelperTimeout
+}
+
 // run is Run under ctx as well as the helper timeout.
 func (r *Runtime) run(ctx context.Context, op, id string, files []*os.File, args ...string) (Result, error) {
-	timeout := r.HelperTimeout
-	if timeout == 0 {
-		timeout = defaultHelperTimeout
-	}
+	timeout := r.Timeout()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	cmd := r.command(ctx, op, id, args...)

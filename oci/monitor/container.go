@@ -22,7 +22,8 @@ import (
 //	                             └──────────init killed / dies─────────────▶┘
 //
 // "creating" is not reported by State. Remove kills whatever still runs first. libcontainer's part of each
-// step runs in a helper process (server.helpers).
+// step runs in a helper process (server.helpers), but for start and remove where the monitor can do libcontainer's
+// work itself (inplace.go).
 type container struct {
 	id     string
 	req    CreateRequest
@@ -31,6 +32,8 @@ type container struct {
 	outs   []*os.File   // our ends of stdout and stderr, or the terminal
 	pumps  sync.WaitGroup
 	exited chan struct{} // closed once the exit is recorded
+	// destroyNeedsHelper, set by create: poststop hooks or an intelRdt group, which only libcontainer's destroy handles.
+	destroyNeedsHelper bool
 
 	op sync.Mutex // serializes start and remove
 
@@ -173,6 +176,7 @@ func (s *server) createInit(c *container, child []*os.File, args []string) (<-ch
 	var exit <-chan unix.WaitStatus
 	if err == nil {
 		c.pid, c.pidfd, c.sharesPID, c.cgroups = res.Pid, pidfd, res.SharesPIDNamespace, res.CgroupPaths
+		c.destroyNeedsHelper = res.DestroyNeedsHelper
 		exit = s.reaper.watch(res.Pid)
 	}
 	s.reaper.starting.RUnlock()
@@ -382,7 +386,7 @@ func (s *server) start(id string) error {
 	c.startedAt = time.Now()
 	c.mu.Unlock()
 	s.reaper.starting.RLock()
-	_, err = s.helpers.Run(ctr.OpStart, id, nil)
+	err = s.startProcess(c)
 	s.reaper.starting.RUnlock()
 	if err != nil {
 		c.mu.Lock()
@@ -397,6 +401,45 @@ func (s *server) start(id string) error {
 	c.mu.Unlock()
 	s.log.Info("container started", "id", id)
 	return nil
+}
+
+// startProcess runs the created container's process; the caller holds reaper.starting for reading, so that init,
+// should it die, stays unreaped and its pidfd open. Under libcontainer the monitor releases init itself; an OCI
+// runtime binary's start runs in the helper.
+func (s *server) startProcess(c *container) error {
+	if s.helpers.Binary.Path != "" {
+		_, err := s.helpers.Run(ctr.OpStart, c.id, nil)
+		return err
+	}
+	// A duplicate: waitExit closes c.pidfd once the exit is recorded.
+	c.mu.Lock()
+	if c.pidfd < 0 {
+		c.mu.Unlock()
+		return fmt.Errorf("container %s: start: container process is already dead", c.id)
+	}
+	pidfd, err := unix.FcntlInt(uintptr(c.pidfd), unix.F_DUPFD_CLOEXEC, 0)
+	c.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("container %s: start: pidfd of init: %w", c.id, err)
+	}
+	defer unix.Close(pidfd)
+	if err := releaseInit(filepath.Join(s.helpers.Root, c.id), pidfd, s.helpers.Timeout()); err != nil {
+		return fmt.Errorf("container %s: start: %w", c.id, err)
+	}
+	return nil
+}
+
+// destroy destroys the container once its init was reaped. The monitor removes its cgroup and state itself where
+// that is all libcontainer's destroy would do; the systemd driver's scope unit, poststop hooks, intelRdt groups and
+// OCI runtime binaries take the helper.
+func (s *server) destroy(c *container) error {
+	if s.helpers.Binary.Path == "" && !s.helpers.Systemd && !c.destroyNeedsHelper {
+		return s.destroyExited(c)
+	}
+	s.reaper.starting.RLock()
+	defer s.reaper.starting.RUnlock()
+	_, err := s.helpers.Run(ctr.OpDestroy, c.id, nil)
+	return err
 }
 
 // signal sends sig to the container's init; SIGKILL goes to every process of the container. A
@@ -477,10 +520,7 @@ func (s *server) remove(id string) error {
 			return fmt.Errorf("container %s did not exit %v after SIGKILL: %w", id, removeKillTimeout, errdefs.ErrUnavailable)
 		}
 	}
-	s.reaper.starting.RLock()
-	_, err = s.helpers.Run(ctr.OpDestroy, id, nil)
-	s.reaper.starting.RUnlock()
-	if err != nil {
+	if err := s.destroy(c); err != nil {
 		return err
 	}
 	s.mu.Lock()

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,6 +34,7 @@ func TestMain(m *testing.M) {
 		case Arg:
 			os.Exit(Main(os.Args[2:], pause.Command))
 		case ctr.HelperArg:
+			logHelperOp(os.Args[2:])
 			os.Exit(runc.Helper(os.Args[2:]))
 		case "hold-monitor":
 			os.Exit(holdMonitor(os.Args[2:]))
@@ -42,6 +45,39 @@ func TestMain(m *testing.M) {
 		os.Setenv("GORACE", "atexit_sleep_ms=0")
 	}
 	os.Exit(m.Run())
+}
+
+// helperLogEnv names a file to which each helper run appends a line "<op> <container id>".
+const helperLogEnv = "BERTH_TEST_HELPER_LOG"
+
+func logHelperOp(args []string) {
+	path := os.Getenv(helperLogEnv)
+	if path == "" || len(args) == 0 {
+		return
+	}
+	id := ""
+	if i := slices.Index(args, "-id"); i >= 0 && i+1 < len(args) {
+		id = args[i+1]
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Fprintf(f, "%s %s\n", args[len(args)-1], id)
+	f.Close()
+}
+
+// logHelpers makes every helper of the monitors the test starts log its run, and returns the log's reader.
+func logHelpers(t *testing.T) func() []string {
+	path := filepath.Join(t.TempDir(), "helpers.log")
+	t.Setenv(helperLogEnv, path)
+	return func() []string {
+		b, err := os.ReadFile(path)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
+		return strings.Fields(strings.ReplaceAll(string(b), " ", "/"))
+	}
 }
 
 // testEnv is a state dir, a busybox rootfs and a cgroup parent, all removed at the end of the test.

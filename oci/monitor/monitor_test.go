@@ -556,6 +556,12 @@ func TestKillSharedPIDNamespace(t *testing.T) {
 		t.Errorf("exit = %+v, want 137", ex)
 	}
 	waitFor(t, "the orphaned sleep to die", func() bool { return len(processesNamed("sleep", "1011")) == 0 })
+	if err := c.Remove(ctx, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	if d := cgroupDirs(e.cgroup + "/p1/c1"); len(d) > 0 {
+		t.Errorf("cgroup left after remove: %v", d)
+	}
 }
 
 func TestStartErrors(t *testing.T) {

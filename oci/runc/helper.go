@@ -118,7 +118,9 @@ func helperCreate(b backend, id, bundle string, stdin, tty bool) (ctr.Result, er
 	if spec.Process != nil && spec.Process.Terminal != tty {
 		return ctr.Result{}, errdefs.InvalidArgument("tty", "%v but the spec's process.terminal is %v", tty, spec.Process.Terminal)
 	}
-	return b.Create(id, bundle, spec, helperIO(stdin, tty))
+	res, err := b.Create(id, bundle, spec, helperIO(stdin, tty))
+	res.DestroyNeedsHelper = spec.Linux != nil && spec.Linux.IntelRdt != nil || spec.Hooks != nil && len(spec.Hooks.Poststop) > 0
+	return res, err
 }
 
 func readSpec(bundle string) (*specs.Spec, error) {
