@@ -134,14 +134,15 @@ func Start(ctx context.Context, o StartOptions) (*Client, error) {
 	cmd.Env = monitorEnv()
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.ExtraFiles = []*os.File{readyW}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true,
+	pidfd := -1
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, PidFD: &pidfd,
 		Credential: &syscall.Credential{Uid: uint32(os.Getuid()), Gid: uint32(os.Getgid()), Groups: o.Groups}}
 	err = cmd.Start()
 	readyW.Close()
 	if err != nil {
 		return nil, fmt.Errorf("start monitor: %w", err)
 	}
-	go cmd.Wait()
+	go reap(cmd, pidfd)
 
 	msg, err := readReady(ctx, readyR)
 	if err == nil && msg != "ok" {
@@ -155,6 +156,19 @@ func Start(ctx context.Context, o StartOptions) (*Client, error) {
 		return nil, fmt.Errorf("start monitor: %w", err)
 	}
 	return Connect(o.Dir)
+}
+
+// reap waits for the monitor cmd, whose pidfd from clone is pidfd (-1 if none), to exit and reaps it. The wait
+// parks in the netpoller: cmd.Wait alone would block a thread in waitid for the pod's whole life, and with it the
+// thread's two stacks (g0 and signal, 48 KiB): 5 MiB of berthd's RSS at 110 pods.
+func reap(cmd *exec.Cmd, pidfd int) {
+	if pidfd >= 0 {
+		if p, err := newProcess(cmd.Process.Pid, pidfd); err == nil {
+			_ = p.wait(context.Background())
+			p.close()
+		}
+	}
+	_ = cmd.Wait()
 }
 
 // monitorEnv is berthd's environment without what systemd meant for berthd alone, and with one P.

@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -649,4 +651,40 @@ func TestReopenLogRefusesSymlink(t *testing.T) {
 	if b, _ := os.ReadFile(victim); len(b) != 0 {
 		t.Errorf("symlink target written: %q", b)
 	}
+}
+
+// TestStartHoldsNoThread: berthd waits for the monitors it started without a thread each (a thread blocked in
+// waitid for a pod's life holds ~50 KiB of stacks), and still reaps each monitor when it exits.
+func TestStartHoldsNoThread(t *testing.T) {
+	e := newEnv(t)
+	const pods = 4
+	clients := []*Client{e.start("warm", false)} // the threads Start itself needs, made once
+	before := threads(t)
+	for i := range pods {
+		clients = append(clients, e.start(fmt.Sprintf("p%d", i), false))
+	}
+	if grown := threads(t) - before; grown >= pods {
+		t.Errorf("%d monitors started, threads grew by %d: one blocked per monitor", pods, grown)
+	}
+	for _, c := range clients {
+		e.shutdown(c)
+		waitFor(t, fmt.Sprintf("monitor %d reaped", c.pid), func() bool {
+			_, err := os.Stat(fmt.Sprintf("/proc/%d", c.pid))
+			return errors.Is(err, fs.ErrNotExist)
+		})
+	}
+}
+
+func threads(t *testing.T) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, v, _ := strings.Cut(string(b), "\nThreads:")
+	n, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(v, "\n", 2)[0]))
+	if err != nil {
+		t.Fatalf("Threads in /proc/self/status: %v", err)
+	}
+	return n
 }
