@@ -142,7 +142,11 @@ func Start(ctx context.Context, o StartOptions) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start monitor: %w", err)
 	}
-	go reap(cmd.Process, pidfd)
+	if pidfd >= 0 {
+		startedMonitors.add(cmd.Process.Pid, pidfd)
+	} else {
+		go cmd.Process.Wait() // no pidfd from clone (Linux < 5.2): a thread blocked in waitid
+	}
 
 	msg, err := readReady(ctx, readyR)
 	if err == nil && msg != "ok" {
@@ -156,20 +160,6 @@ func Start(ctx context.Context, o StartOptions) (*Client, error) {
 		return nil, fmt.Errorf("start monitor: %w", err)
 	}
 	return Connect(o.Dir)
-}
-
-// reap waits for the monitor proc, whose pidfd from clone is pidfd (-1 if none), to exit and reaps it. The wait
-// parks in the netpoller: a Wait alone would block a thread in waitid for the pod's whole life, and with it the
-// thread's two stacks (g0 and signal, 48 KiB): 5 MiB of berthd's RSS at 110 pods. It holds the Process, not the
-// Cmd (its environment and arguments): the Cmd has nothing to close, its stdio and extra files are *os.File.
-func reap(proc *os.Process, pidfd int) {
-	if pidfd >= 0 {
-		if p, err := newProcess(proc.Pid, pidfd); err == nil {
-			_ = p.wait(context.Background())
-			p.close()
-		}
-	}
-	_, _ = proc.Wait()
 }
 
 // monitorEnv is berthd's environment without what systemd meant for berthd alone, and with one P.

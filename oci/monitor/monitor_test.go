@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -653,18 +654,25 @@ func TestReopenLogRefusesSymlink(t *testing.T) {
 	}
 }
 
-// TestStartHoldsNoThread: berthd waits for the monitors it started without a thread each (a thread blocked in
-// waitid for a pod's life holds ~50 KiB of stacks), and still reaps each monitor when it exits.
-func TestStartHoldsNoThread(t *testing.T) {
+// TestStartHoldsNoThreadOrGoroutine: berthd waits for the monitors it started without a thread (a thread blocked in
+// waitid for a pod's life holds ~50 KiB of stacks) or a goroutine each, and still reaps each monitor when it exits,
+// killed or shut down.
+func TestStartHoldsNoThreadOrGoroutine(t *testing.T) {
 	e := newEnv(t)
 	const pods = 4
-	clients := []*Client{e.start("warm", false)} // the threads Start itself needs, made once
-	before := threads(t)
+	clients := []*Client{e.start("warm", false)} // the threads and the reaper Start itself needs, made once
+	threads0, goroutines0 := threads(t), runtime.NumGoroutine()
 	for i := range pods {
 		clients = append(clients, e.start(fmt.Sprintf("p%d", i), false))
 	}
-	if grown := threads(t) - before; grown >= pods {
+	if grown := threads(t) - threads0; grown >= pods {
 		t.Errorf("%d monitors started, threads grew by %d: one blocked per monitor", pods, grown)
+	}
+	if grown := runtime.NumGoroutine() - goroutines0; grown >= pods {
+		t.Errorf("%d monitors started, goroutines grew by %d: one per monitor", pods, grown)
+	}
+	if err := syscall.Kill(clients[1].pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
 	}
 	for _, c := range clients {
 		e.shutdown(c)
