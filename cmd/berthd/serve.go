@@ -39,6 +39,7 @@ import (
 
 // serve runs the daemon on cfg; load reads the configuration again, for a reload on SIGHUP.
 func serve(cfg config.Config, load func() (config.Config, error)) error {
+	tuneRuntime()
 	// Signals are caught from the first moment: a SIGTERM during start-up is an orderly stop, not a kill. A SIGHUP
 	// during start-up is a reload once berthd serves (waitForStop).
 	sigs := make(chan os.Signal, 3) // room for one of each: a SIGHUP during start-up must not crowd out a SIGTERM

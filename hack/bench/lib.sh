@@ -141,13 +141,13 @@ check_offline() {
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) exit 1; print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 # print_rows TITLE BERTH_ROWS CONTAINERD_ROWS: one line per row of BERTH_ROWS ("<row> <value>"), beside containerd's
-# value for the same row and the ratio berth/containerd.
+# value for the same row and the ratio berth/containerd; then containerd's rows berth lacks (a run of one runtime).
 print_rows() {
   printf '%-28s %12s %16s %8s   (%s)\n' row berth containerd ratio "$1"
-  while read -r row v; do
+  awk 'FILENAME == ARGV[1] { b[$1] = $2; print; next } !($1 in b) { print $1, "-" }' "$2" "$3" | while read -r row v; do
     c=$(awk -v r="$row" '$1 == r { print $2 }' "$3")
     ratio=-
-    [ -n "$c" ] && awk -v b="$c" 'BEGIN { exit !(b > 0) }' && ratio=$(awk -v a="$v" -v b="$c" 'BEGIN { printf "%.2f", a / b }')
+    [ -n "$c" ] && [ "$v" != - ] && awk -v b="$c" 'BEGIN { exit !(b > 0) }' && ratio=$(awk -v a="$v" -v b="$c" 'BEGIN { printf "%.2f", a / b }')
     printf '%-28s %12s %16s %8s\n' "$row" "$v" "${c:--}" "$ratio"
-  done <"$2"
+  done
 }

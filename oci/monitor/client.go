@@ -134,14 +134,19 @@ func Start(ctx context.Context, o StartOptions) (*Client, error) {
 	cmd.Env = monitorEnv()
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.ExtraFiles = []*os.File{readyW}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true,
+	pidfd := -1
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, PidFD: &pidfd,
 		Credential: &syscall.Credential{Uid: uint32(os.Getuid()), Gid: uint32(os.Getgid()), Groups: o.Groups}}
 	err = cmd.Start()
 	readyW.Close()
 	if err != nil {
 		return nil, fmt.Errorf("start monitor: %w", err)
 	}
-	go cmd.Wait()
+	if pidfd >= 0 {
+		startedMonitors.add(cmd.Process.Pid, pidfd)
+	} else {
+		go cmd.Process.Wait() // no pidfd from clone (Linux < 5.2): a thread blocked in waitid
+	}
 
 	msg, err := readReady(ctx, readyR)
 	if err == nil && msg != "ok" {

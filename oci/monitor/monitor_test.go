@@ -7,9 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -655,4 +658,47 @@ func TestReopenLogRefusesSymlink(t *testing.T) {
 	if b, _ := os.ReadFile(victim); len(b) != 0 {
 		t.Errorf("symlink target written: %q", b)
 	}
+}
+
+// TestStartHoldsNoThreadOrGoroutine: berthd waits for the monitors it started without a thread (a thread blocked in
+// waitid for a pod's life holds ~50 KiB of stacks) or a goroutine each, and still reaps each monitor when it exits,
+// killed or shut down.
+func TestStartHoldsNoThreadOrGoroutine(t *testing.T) {
+	e := newEnv(t)
+	const pods = 4
+	clients := []*Client{e.start("warm", false)} // the threads and the reaper Start itself needs, made once
+	threads0, goroutines0 := threads(t), runtime.NumGoroutine()
+	for i := range pods {
+		clients = append(clients, e.start(fmt.Sprintf("p%d", i), false))
+	}
+	if grown := threads(t) - threads0; grown >= pods {
+		t.Errorf("%d monitors started, threads grew by %d: one blocked per monitor", pods, grown)
+	}
+	if grown := runtime.NumGoroutine() - goroutines0; grown >= pods {
+		t.Errorf("%d monitors started, goroutines grew by %d: one per monitor", pods, grown)
+	}
+	if err := syscall.Kill(clients[1].pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range clients {
+		e.shutdown(c)
+		waitFor(t, fmt.Sprintf("monitor %d reaped", c.pid), func() bool {
+			_, err := os.Stat(fmt.Sprintf("/proc/%d", c.pid))
+			return errors.Is(err, fs.ErrNotExist)
+		})
+	}
+}
+
+func threads(t *testing.T) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, v, _ := strings.Cut(string(b), "\nThreads:")
+	n, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(v, "\n", 2)[0]))
+	if err != nil {
+		t.Fatalf("Threads in /proc/self/status: %v", err)
+	}
+	return n
 }
