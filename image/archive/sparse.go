@@ -8,8 +8,6 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/berthcri/berth/internal/writeback"
 )
 
 // archive/tar reads every sparse format (old GNU 'S' headers, PAX 0.0, 0.1 and 1.0) but keeps the sparse map to
@@ -41,8 +39,6 @@ func isSparse(hdr *tar.Header) bool {
 // came from no stream byte: the holes archive/tar made up.
 func (a *applier) copyContents(fd int, r io.Reader, sparse bool) (int64, error) {
 	var off int64
-	pace := writeback.New(fd) // a big file's pages head for the disk while the rest of the layer arrives
-	defer pace.Done()
 	for {
 		if err := a.ctx.Err(); err != nil {
 			return off, err
@@ -63,7 +59,6 @@ func (a *applier) copyContents(fd int, r io.Reader, sparse bool) (int64, error) 
 				return off, fmt.Errorf("write: %w", err)
 			}
 			off += int64(n)
-			pace.Wrote(n)
 		}
 		if rerr == io.EOF {
 			break

@@ -18,7 +18,6 @@ import (
 
 	"github.com/berthcri/berth/internal/errdefs"
 	"github.com/berthcri/berth/internal/privdir"
-	"github.com/berthcri/berth/internal/writeback"
 )
 
 // Store is a directory of blobs. It is safe for concurrent use; callers serialise writers of one digest.
@@ -121,7 +120,6 @@ type Writer struct {
 	h      hash.Hash
 	n      int64
 	closed bool
-	pace   *writeback.Pacer // starts the disk writes while the blob arrives, for the pull's final sync
 }
 
 // Writer starts writing blob d of the given size into the ingest dir.
@@ -133,7 +131,7 @@ func (s *Store) Writer(d digest.Digest, size int64) (*Writer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("write blob %s: %w", d, err)
 	}
-	return &Writer{s: s, want: d, size: size, f: f, h: d.Algorithm().Hash(), pace: writeback.New(int(f.Fd()))}, nil
+	return &Writer{s: s, want: d, size: size, f: f, h: d.Algorithm().Hash()}, nil
 }
 
 // Write appends p, failing as soon as the blob grows past its announced size.
@@ -144,7 +142,6 @@ func (w *Writer) Write(p []byte) (int, error) {
 	n, err := w.f.Write(p)
 	w.h.Write(p[:n])
 	w.n += int64(n)
-	w.pace.Wrote(n)
 	if err != nil {
 		return n, fmt.Errorf("write blob %s: %w", w.want, err)
 	}
@@ -160,7 +157,6 @@ func (w *Writer) Commit() error {
 		return errdefs.FailedPrecondition("blob %s: content has digest %s", w.want, got)
 	}
 	w.closed = true
-	w.pace.Done()
 	if err := w.f.Close(); err != nil {
 		os.Remove(w.f.Name())
 		return fmt.Errorf("write blob %s: %w", w.want, err)
